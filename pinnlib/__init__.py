@@ -1,0 +1,61 @@
+"""pinnlib: physics-informed neural networks with adaptive loss balancing.
+
+The small library behind the book "Balancing the losses". One concept a module:
+:mod:`~pinnlib.pdes` (the problems), :mod:`~pinnlib.nn` (the network),
+:mod:`~pinnlib.derivatives` (forward mode and nested tapes), :mod:`~pinnlib.balancing`
+(Sum, Fixed, SoftAdapt, LRAnnealing, GradNorm, ReLoBRaLo), :mod:`~pinnlib.train` (the compiled
+loop), :mod:`~pinnlib.keras_model` (the ``fit`` path), :mod:`~pinnlib.metrics`,
+:mod:`~pinnlib.plot` and :mod:`~pinnlib.budget`.
+"""
+
+import os as _os
+
+# Quiet TensorFlow's C++ start-up chatter unless the user asked for it.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from .balancing import Balancer, Fixed, GradNorm, LRAnnealing, ReLoBRaLo, SoftAdapt, Sum  # noqa: E402
+from .budget import budget, budget_name  # noqa: E402
+from .derivatives import derivatives, forward_derivatives, tape_derivatives  # noqa: E402
+from .keras_model import PINNModel  # noqa: E402
+from .metrics import evaluate, mean_squared_error, relative_l2_error  # noqa: E402
+from .nn import mlp  # noqa: E402
+from .notebook import glue  # noqa: E402
+from .pdes import PDE, Burgers, Helmholtz, Kirchhoff, Poisson1D, cole_hopf  # noqa: E402
+from .plot import plot_error, plot_lambdas, plot_losses, plot_solution  # noqa: E402
+from .train import History, Trainer, train  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Balancer",
+    "Sum",
+    "Fixed",
+    "SoftAdapt",
+    "ReLoBRaLo",
+    "LRAnnealing",
+    "GradNorm",
+    "budget",
+    "budget_name",
+    "derivatives",
+    "forward_derivatives",
+    "tape_derivatives",
+    "PINNModel",
+    "evaluate",
+    "relative_l2_error",
+    "mean_squared_error",
+    "mlp",
+    "glue",
+    "PDE",
+    "Poisson1D",
+    "Helmholtz",
+    "Kirchhoff",
+    "Burgers",
+    "cole_hopf",
+    "plot_losses",
+    "plot_lambdas",
+    "plot_error",
+    "plot_solution",
+    "History",
+    "Trainer",
+    "train",
+]

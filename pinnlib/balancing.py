@@ -1,0 +1,450 @@
+"""Loss balancers: how the terms of a multi-term PINN loss are weighted.
+
+A PINN minimises a sum of terms, ``L = sum_i lambda_i * L_i`` (PDE residual, boundary and
+initial conditions, ...). A *balancer* chooses the weights ``lambda_i`` during training. Every
+balancer here shares one small base, :class:`Balancer`:
+
+* call it with the sequence of scalar loss terms of this step and it returns the weighted
+  total, with the weights held constant for the gradient (``tf.stop_gradient``);
+* its state (weights, step counter, remembered losses, random generator) lives in tracked
+  ``tf.Variable``\\ s, so ``tf.train.Checkpoint(balancer=b)`` saves and restores it, like a Keras
+  metric;
+* balancers that need per-term gradients (:class:`LRAnnealing`, :class:`GradNorm`) say so with
+  ``needs_gradients = True``; the training step then passes ``grads=[grads of L_1, ...]``.
+
+This file imports only TensorFlow and NumPy so that it can be copied alone into any project.
+The book introduces the schemes in the chapter "Balancing schemes" and ReLoBRaLo in "ReLoBRaLo
+piece by piece".
+
+References:
+    Bischof & Kraus (2021), Multi-Objective Loss Balancing for Physics-Informed Deep Learning,
+    arXiv:2110.09813 (ReLoBRaLo).
+    Heydari, Thompson & Mehmood (2019), SoftAdapt, arXiv:1912.12355.
+    Wang, Teng & Perdikaris (2021), Understanding and mitigating gradient flow pathologies in
+    physics-informed neural networks, arXiv:2001.04536 (learning-rate annealing).
+    Chen et al. (2018), GradNorm, arXiv:1711.02257.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = [
+    "Balancer",
+    "Sum",
+    "Fixed",
+    "SoftAdapt",
+    "ReLoBRaLo",
+    "LRAnnealing",
+    "GradNorm",
+]
+
+
+def _check_range(name: str, value: float, low: float, high: float, closed: bool = True) -> float:
+    """Return ``value`` as a float or raise a ValueError naming the parameter and the range."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {value!r}") from None
+    inside = low <= value <= high if closed else low < value <= high
+    if math.isnan(value) or not inside:
+        bracket = "[" if closed else "("
+        raise ValueError(f"{name} must be in {bracket}{low}, {high}], got {value}")
+    return value
+
+
+def _check_positive(name: str, value: float) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {value!r}") from None
+    if math.isnan(value) or not value > 0 or math.isinf(value):
+        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    return value
+
+
+class Balancer(tf.Module):
+    """Base class: weights ``lambdas`` (one per term), an int64 ``step`` counter, and a call.
+
+    Subclasses implement :meth:`_weights`, which maps this step's (constant) losses to new
+    weights, reading and assigning their own state variables. The base handles validation,
+    the step counter and the weighted sum.
+
+    Args:
+        num_terms: number of loss terms (>= 1).
+        dtype: float dtype of the state; losses of another float dtype are cast.
+        name: module name.
+    """
+
+    needs_gradients = False
+
+    def __init__(self, num_terms: int, dtype: str = "float32", name: str | None = None):
+        super().__init__(name=name)
+        if isinstance(num_terms, bool) or not isinstance(num_terms, (int, np.integer)):
+            raise TypeError(f"num_terms must be an integer, got {num_terms!r}")
+        if num_terms < 1:
+            raise ValueError(f"num_terms must be >= 1, got {num_terms}")
+        self.num_terms = int(num_terms)
+        self.dtype = tf.as_dtype(dtype)
+        if not self.dtype.is_floating:
+            raise ValueError(f"dtype must be a floating dtype, got {dtype!r}")
+        n = self.num_terms
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.lambdas = tf.Variable(tf.ones([n], self.dtype), trainable=False, name="lambdas")
+
+    # -- the public call ------------------------------------------------------------------
+    def __call__(self, losses: Sequence[tf.Tensor], grads=None) -> tf.Tensor:
+        """Update the weights from this step's losses and return ``sum_i lambda_i * L_i``.
+
+        Args:
+            losses: sequence (or 1-D tensor) of ``num_terms`` scalar loss terms.
+            grads: for balancers with ``needs_gradients``, one list of variable gradients per
+                term (``tape.gradient(L_i, variables)``); ignored otherwise.
+
+        Returns:
+            The weighted total, differentiable through the losses but not through the weights.
+        """
+        stacked = self._stack(losses)
+        lambdas = self.update(stacked, grads)
+        return tf.reduce_sum(tf.cast(lambdas, stacked.dtype) * stacked)
+
+    def update(self, losses, grads=None) -> tf.Tensor:
+        """Compute, store and return this step's weights (constant, shape ``[num_terms]``)."""
+        stacked = self._stack(losses)
+        if self.needs_gradients and grads is None:
+            raise ValueError(f"{type(self).__name__} needs per-term gradients: pass grads=...")
+        if grads is not None and len(grads) != self.num_terms:
+            raise ValueError(f"expected gradients for {self.num_terms} terms, got {len(grads)}")
+        values = tf.stop_gradient(tf.cast(stacked, self.dtype))
+        new = self._weights(values, grads)
+        self.lambdas.assign(new)
+        self.step.assign_add(1)
+        return tf.stop_gradient(new)
+
+    def _stack(self, losses) -> tf.Tensor:
+        if isinstance(losses, (tf.Tensor, tf.Variable, np.ndarray)):
+            stacked = tf.convert_to_tensor(losses)
+            count = stacked.shape[0] if stacked.shape.rank == 1 else None
+        else:
+            losses = list(losses)
+            count = len(losses)
+            stacked = tf.stack([tf.reshape(tf.convert_to_tensor(v), []) for v in losses])
+        if stacked.shape.rank != 1:
+            raise ValueError(f"losses must be a sequence of scalars, got shape {stacked.shape}")
+        if count != self.num_terms:
+            raise ValueError(
+                f"{type(self).__name__} was built for {self.num_terms} loss terms, got {count}"
+            )
+        if not stacked.dtype.is_floating:
+            stacked = tf.cast(stacked, self.dtype)
+        return stacked
+
+    def _weights(self, losses: tf.Tensor, grads) -> tf.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Forget everything learned: weights to one, step to zero (subclasses extend)."""
+        self.step.assign(0)
+        self.lambdas.assign(tf.ones([self.num_terms], self.dtype))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(num_terms={self.num_terms})"
+
+
+class Sum(Balancer):
+    """The unweighted sum, ``lambda_i = 1``: the baseline every chapter compares against."""
+
+    def _weights(self, losses, grads):
+        return tf.ones([self.num_terms], self.dtype)
+
+
+class Fixed(Balancer):
+    """Fixed manual weights, for the hand-tuning sweep of the chapter "Multi-objective".
+
+    Args:
+        weights: one finite, non-negative weight per term (not all zero).
+    """
+
+    def __init__(self, weights: Sequence[float], dtype: str = "float32", name: str | None = None):
+        values = np.asarray(weights, dtype=np.float64)
+        if values.ndim != 1 or values.size == 0:
+            raise ValueError(f"weights must be a non-empty 1-D sequence, got shape {values.shape}")
+        if not np.all(np.isfinite(values)) or np.any(values < 0) or not np.any(values > 0):
+            raise ValueError(f"weights must be finite, >= 0 and not all zero, got {weights}")
+        super().__init__(values.size, dtype=dtype, name=name)
+        self.fixed = tf.constant(values, self.dtype)
+        self.lambdas.assign(self.fixed)
+
+    def _weights(self, losses, grads):
+        return self.fixed
+
+    def reset(self) -> None:
+        super().reset()
+        self.lambdas.assign(self.fixed)
+
+    def __repr__(self) -> str:
+        return f"Fixed(weights={self.fixed.numpy().tolist()})"
+
+
+def _softmax_weights(ratios: tf.Tensor, n: int) -> tf.Tensor:
+    """``n * softmax(ratios)`` computed stably (the max is subtracted first)."""
+    shifted = ratios - tf.reduce_max(ratios)
+    e = tf.exp(shifted)
+    return n * e / tf.reduce_sum(e)
+
+
+class SoftAdapt(Balancer):
+    """SoftAdapt as compared in the ReLoBRaLo article: ``n * softmax(L(t) / (T L(t-1) + eps))``.
+
+    This is the *relative* form, i.e. ReLoBRaLo's short-term part alone, chosen so that the two
+    schemes can be compared like for like. The original SoftAdapt (Heydari et al. 2019) feeds
+    the *difference* ``L(t) - L(t-1)`` into the softmax; it is not scale invariant. At step 0
+    (no previous loss) the weights are one.
+
+    Args:
+        num_terms: number of loss terms.
+        temperature: softmax temperature ``T > 0``; small T sharpens the weights.
+        eps: small positive number guarding the division.
+    """
+
+    def __init__(
+        self,
+        num_terms: int,
+        temperature: float = 0.1,
+        eps: float = 1e-7,
+        dtype: str = "float32",
+        name: str | None = None,
+    ):
+        super().__init__(num_terms, dtype=dtype, name=name)
+        self.temperature = _check_positive("temperature", temperature)
+        self.eps = _check_range("eps", eps, 0.0, 1.0)
+        self.previous_losses = tf.Variable(
+            tf.ones([self.num_terms], self.dtype), trainable=False, name="previous_losses"
+        )
+
+    def _weights(self, losses, grads):
+        ratios = losses / (self.temperature * self.previous_losses + self.eps)
+        new = tf.where(
+            self.step > 0, _softmax_weights(ratios, self.num_terms), tf.ones_like(losses)
+        )
+        self.previous_losses.assign(losses)
+        return new
+
+    def __repr__(self) -> str:
+        return f"SoftAdapt(num_terms={self.num_terms}, temperature={self.temperature})"
+
+
+class ReLoBRaLo(Balancer):
+    """Relative Loss Balancing with Random Lookbacks (Bischof & Kraus 2021, arXiv:2110.09813).
+
+    With ``lhat(t, t') = n * softmax_i(L_i(t) / (T * L_i(t') + eps))`` the weights are::
+
+        lambda(t) = alpha * [rho * lambda(t-1) + (1 - rho) * lhat(t, 0)]
+                    + (1 - alpha) * lhat(t, t-1)
+
+    where ``rho`` is a fresh Bernoulli draw every step with ``P(rho = 1) = rho`` (the
+    hyperparameter): when it comes up 0 the scheme "looks back" to the losses of step 0. Warm
+    up: at step 0 the weights are one and ``L(0)`` is recorded; at step 1 ``lambda = lhat(1, 0)``;
+    from step 2 on the rule above. The weights depend only on each term's ratio to its own past,
+    so multiplying a term by a constant (changing its units) leaves every weight unchanged.
+
+    The step counter is int64 (the original code's int16 counter wrapped after 32 767 steps and
+    then overwrote ``L(0)`` every step). The lookbacks come from a seeded ``tf.random.Generator``
+    that is part of the checkpointed state, so a resumed run draws the same sequence.
+
+    Args:
+        num_terms: number of loss terms.
+        alpha: exponential decay in [0, 1]; the article uses 0.999 (PhysicsNeMo 0.95).
+        temperature: softmax temperature T > 0; the article uses 0.1 (PhysicsNeMo 1).
+        rho: probability in [0, 1] of *not* looking back to step 0; the article uses 0.99.
+        eps: guard in the ratios; 1e-7 suits float32.
+        seed: seed of the lookback generator (``None``: nondeterministic).
+    """
+
+    def __init__(
+        self,
+        num_terms: int,
+        alpha: float = 0.999,
+        temperature: float = 0.1,
+        rho: float = 0.99,
+        eps: float = 1e-7,
+        seed: int | None = None,
+        dtype: str = "float32",
+        name: str | None = None,
+    ):
+        super().__init__(num_terms, dtype=dtype, name=name)
+        self.alpha = _check_range("alpha", alpha, 0.0, 1.0)
+        self.temperature = _check_positive("temperature", temperature)
+        self.rho = _check_range("rho", rho, 0.0, 1.0)
+        self.eps = _check_range("eps", eps, 0.0, 1.0)
+        n = self.num_terms
+        self.initial_losses = tf.Variable(tf.ones([n], self.dtype), trainable=False, name="L0")
+        self.previous_losses = tf.Variable(tf.ones([n], self.dtype), trainable=False, name="Lprev")
+        self.generator = (
+            tf.random.Generator.from_seed(seed)
+            if seed is not None
+            else tf.random.Generator.from_non_deterministic_state()
+        )
+
+    def _weights(self, losses, grads):
+        n = self.num_terms
+        T, eps = self.temperature, self.eps
+        step = self.step
+        # One Bernoulli draw per step, also during warm-up, so the sequence is easy to reason about.
+        draw = self.generator.uniform([], dtype=tf.float32)
+        rho = tf.cast(draw < self.rho, self.dtype)
+        initial = tf.where(step == 0, losses, self.initial_losses)
+        lhat_0 = _softmax_weights(losses / (T * initial + eps), n)
+        lhat_prev = _softmax_weights(losses / (T * self.previous_losses + eps), n)
+        a = tf.constant(self.alpha, self.dtype)
+        decayed = a * (rho * self.lambdas + (1 - rho) * lhat_0) + (1 - a) * lhat_prev
+        new = tf.where(step == 0, tf.ones_like(losses), tf.where(step == 1, lhat_0, decayed))
+        self.initial_losses.assign(initial)
+        self.previous_losses.assign(losses)
+        return new
+
+    def reset(self) -> None:
+        super().reset()
+        self.initial_losses.assign(tf.ones([self.num_terms], self.dtype))
+        self.previous_losses.assign(tf.ones([self.num_terms], self.dtype))
+
+    def __repr__(self) -> str:
+        return (
+            f"ReLoBRaLo(num_terms={self.num_terms}, alpha={self.alpha}, "
+            f"temperature={self.temperature}, rho={self.rho})"
+        )
+
+
+def _flat_abs(grads) -> tf.Tensor:
+    parts = [tf.reshape(tf.abs(g), [-1]) for g in grads if g is not None]
+    if not parts:
+        raise ValueError("a loss term has no gradient with respect to any variable")
+    return tf.concat(parts, axis=0)
+
+
+class LRAnnealing(Balancer):
+    """Learning-rate annealing (Wang, Teng & Perdikaris 2021, arXiv:2001.04536, Algorithm 1).
+
+    The residual term keeps weight one. Every ``update_every`` steps, for each other term ``i``::
+
+        lhat_i = max_theta |grad L_residual| / mean_theta |grad L_i|
+        lambda_i <- (1 - a) * lambda_i + a * lhat_i
+
+    with ``a = 0.1`` (the paper's text; its published code differs). Between updates the weights
+    stay. Needs per-term gradients over all trainable variables.
+
+    Args:
+        num_terms: number of loss terms.
+        residual_index: which term is the PDE residual (weight fixed at one).
+        a: moving-average rate in (0, 1].
+        update_every: update period in steps (>= 1); updates happen at steps 0, k, 2k, ...
+    """
+
+    needs_gradients = True
+
+    def __init__(
+        self,
+        num_terms: int,
+        residual_index: int = 0,
+        a: float = 0.1,
+        update_every: int = 10,
+        eps: float = 1e-12,
+        dtype: str = "float32",
+        name: str | None = None,
+    ):
+        super().__init__(num_terms, dtype=dtype, name=name)
+        if not 0 <= int(residual_index) < self.num_terms:
+            raise ValueError(f"residual_index must be in [0, {self.num_terms - 1}]")
+        self.residual_index = int(residual_index)
+        self.a = _check_range("a", a, 0.0, 1.0, closed=False)
+        if int(update_every) < 1:
+            raise ValueError(f"update_every must be >= 1, got {update_every}")
+        self.update_every = int(update_every)
+        self.eps = _check_range("eps", eps, 0.0, 1.0)
+
+    def _weights(self, losses, grads):
+        top = tf.reduce_max(_flat_abs(grads[self.residual_index]))
+        means = tf.stack([tf.reduce_mean(_flat_abs(g)) for g in grads])
+        lhat = tf.cast(top, self.dtype) / (tf.cast(means, self.dtype) + self.eps)
+        lhat = tf.tensor_scatter_nd_update(lhat, [[self.residual_index]], [1.0])
+        moved = (1 - self.a) * self.lambdas + self.a * lhat
+        due = tf.equal(self.step % self.update_every, 0)
+        return tf.where(due, moved, self.lambdas)
+
+    def __repr__(self) -> str:
+        return f"LRAnnealing(num_terms={self.num_terms}, a={self.a}, every={self.update_every})"
+
+
+class GradNorm(Balancer):
+    """GradNorm (Chen et al. 2018, arXiv:1711.02257) for PINN loss terms.
+
+    Trainable weights ``w_i`` (kept summing to ``n``). With ``g_i = ||grad_W L_i||`` on the
+    shared variable ``W`` (by default the last kernel of the network, index ``-2`` of
+    ``model.trainable_variables``), ``G_i = w_i * g_i``, relative inverse training rates
+    ``r_i = (L_i(t)/L_i(0)) / mean_j(L_j(t)/L_j(0))`` and the constant target
+    ``G*_i = mean(G) * r_i ** asymmetry``, the weights take one gradient-descent step on
+    ``sum_i |G_i - G*_i|``, whose gradient is ``sign(G_i - G*_i) * g_i``, and are then
+    renormalised to sum to ``n``. A weight that the step would drive to or below zero is held
+    at ``min_weight`` before renormalising (the paper leaves this case open).
+
+    Args:
+        num_terms: number of loss terms.
+        asymmetry: the paper's ``alpha`` (>= 0); 0 equalises gradient norms.
+        learning_rate: step size of the weight update (> 0).
+        shared_variable: index into the per-term gradient lists of the shared variable ``W``.
+        min_weight: floor for a weight after the descent step (> 0).
+    """
+
+    needs_gradients = True
+
+    def __init__(
+        self,
+        num_terms: int,
+        asymmetry: float = 1.5,
+        learning_rate: float = 0.025,
+        shared_variable: int = -2,
+        min_weight: float = 1e-3,
+        eps: float = 1e-12,
+        dtype: str = "float32",
+        name: str | None = None,
+    ):
+        super().__init__(num_terms, dtype=dtype, name=name)
+        self.asymmetry = _check_range("asymmetry", asymmetry, 0.0, 100.0)
+        self.learning_rate = _check_positive("learning_rate", learning_rate)
+        self.shared_variable = int(shared_variable)
+        self.min_weight = _check_positive("min_weight", min_weight)
+        self.eps = _check_range("eps", eps, 0.0, 1.0)
+        self.initial_losses = tf.Variable(
+            tf.ones([self.num_terms], self.dtype), trainable=False, name="L0"
+        )
+
+    def _weights(self, losses, grads):
+        n = self.num_terms
+        norms = []
+        for term_grads in grads:
+            g = term_grads[self.shared_variable]
+            if g is None:
+                raise ValueError("a loss term has no gradient on the shared variable")
+            norms.append(tf.norm(tf.cast(g, self.dtype)))
+        g = tf.stack(norms)
+        initial = tf.where(self.step == 0, losses, self.initial_losses)
+        self.initial_losses.assign(initial)
+        w = self.lambdas
+        big_g = w * g
+        ratio = losses / (initial + self.eps)
+        r = ratio / (tf.reduce_mean(ratio) + self.eps)
+        target = tf.reduce_mean(big_g) * r**self.asymmetry
+        w = w - self.learning_rate * tf.sign(big_g - target) * g
+        w = tf.maximum(w, self.min_weight)
+        return n * w / tf.reduce_sum(w)
+
+    def reset(self) -> None:
+        super().reset()
+        self.initial_losses.assign(tf.ones([self.num_terms], self.dtype))
+
+    def __repr__(self) -> str:
+        return f"GradNorm(num_terms={self.num_terms}, asymmetry={self.asymmetry})"

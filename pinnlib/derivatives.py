@@ -1,0 +1,333 @@
+"""Derivatives of a network's output with respect to its input coordinates.
+
+A PDE residual needs derivatives such as ``u_xx`` or ``w_xxyy``. Two ways to get them:
+
+* **Nested tapes** (:func:`tape_derivatives`): one ``tf.GradientTape`` per derivative order.
+  Works for any Keras model, but each order differentiates the whole graph of the previous one,
+  so the cost grows quickly with the order.
+* **Forward mode** (:func:`forward_derivatives`): for the MLPs built by :func:`pinnlib.mlp`,
+  push the value and its derivatives along a few directions through the network layer by
+  layer. A ``Dense`` layer is linear, so it maps every derivative with the same matrix; an
+  activation ``a = s(z)`` follows Faa di Bruno's formula, e.g. for the second derivative
+  ``a'' = s''(z) z'^2 + s'(z) z''``. Directional derivatives along ``e_x``, ``e_y`` give the
+  pure derivatives; mixed ``u_xy`` and ``u_xxyy`` come from the diagonals ``(1, 1)`` and
+  ``(1, -1)`` by polarisation::
+
+      u_xy   = (D_{+}^2 u - D_{-}^2 u) / 4
+      u_xxyy = (D_{+}^4 u + D_{-}^4 u - 2 u_xxxx - 2 u_yyyy) / 12
+
+:func:`derivatives` picks forward mode when the model and the requested derivatives allow it.
+Derivatives are named by multi-indices: ``(2, 0)`` is ``d^2/dx^2``, ``(2, 2)`` is
+``d^4/dx^2 dy^2``. The chapter "Derivatives for PINNs" compares both paths (Griewank & Walther
+2008 cover the theory).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import keras
+import tensorflow as tf
+
+from .nn import model_dtype
+
+__all__ = ["derivatives", "tape_derivatives", "forward_derivatives", "forward_supported"]
+
+MultiIndex = tuple[int, ...]
+MODES = ("auto", "forward", "tape")
+
+
+def _check_points(model: keras.Model, x: tf.Tensor) -> tf.Tensor:
+    x = tf.convert_to_tensor(x)
+    if x.shape.rank != 2:
+        raise ValueError(f"points must have shape (N, d), got {x.shape}")
+    inputs = model.inputs[0].shape[-1] if getattr(model, "inputs", None) else None
+    if inputs is not None and x.shape[-1] != inputs:
+        raise ValueError(f"points have {x.shape[-1]} columns but the model takes {inputs}")
+    dtype = tf.as_dtype(model_dtype(model)) if hasattr(model, "compute_dtype") else x.dtype
+    if x.dtype != dtype:
+        raise TypeError(f"points are {x.dtype.name} but the model computes in {dtype.name}")
+    return x
+
+
+def _normalise(wanted: Iterable[MultiIndex], dims: int) -> list[MultiIndex]:
+    out = []
+    for alpha in wanted:
+        alpha = tuple(int(a) for a in alpha)
+        if len(alpha) != dims or any(a < 0 for a in alpha):
+            raise ValueError(f"multi-index {alpha} does not fit {dims} input coordinates")
+        out.append(alpha)
+    return out
+
+
+# -- nested tapes ----------------------------------------------------------------------------
+def tape_derivatives(model, x, wanted: Iterable[MultiIndex]) -> dict[MultiIndex, tf.Tensor]:
+    """Derivatives by nested ``tf.GradientTape``\\ s: general, works for any pointwise model.
+
+    Args:
+        model: a Keras model mapping ``(N, d)`` points to ``(N, outputs)``; row ``n`` of the
+            output must depend only on row ``n`` of the input (true for every MLP).
+        x: points, shape ``(N, d)``.
+        wanted: multi-indices to compute.
+
+    Returns:
+        ``{multi_index: tensor of shape (N, outputs)}``, always including the value.
+    """
+    x = _check_points(model, x)
+    dims = x.shape[-1]
+    wanted = _normalise(wanted, dims)
+    zero = (0,) * dims
+    # Every multi-index is reached from the value by raising one axis at a time.
+    needed = {zero}
+    for alpha in wanted:
+        a = list(alpha)
+        while sum(a) > 0:
+            needed.add(tuple(a))
+            axis = max(i for i, v in enumerate(a) if v > 0)
+            a[axis] -= 1
+    order = max(sum(a) for a in needed)
+    cols = [x[:, i : i + 1] for i in range(dims)]
+    tapes = [tf.GradientTape(persistent=True) for _ in range(order)]
+    entered = []
+    try:
+        for tape in tapes:
+            tape.__enter__()
+            entered.append(tape)
+            tape.watch(cols)
+        value = model(tf.concat(cols, axis=1))
+        # Slice per output while every tape still records, so the slices are differentiable.
+        cache = {zero: [value[:, k : k + 1] for k in range(value.shape[-1])]}
+        for level in range(1, order + 1):
+            tape = entered.pop()  # the innermost tape still recording
+            tape.__exit__(None, None, None)
+            for alpha in sorted(a for a in needed if sum(a) == level):
+                axis = max(i for i, v in enumerate(alpha) if v > 0)
+                parent = list(alpha)
+                parent[axis] -= 1
+                cache[alpha] = [
+                    tape.gradient(f, cols[axis], unconnected_gradients=tf.UnconnectedGradients.ZERO)
+                    for f in cache[tuple(parent)]
+                ]
+    finally:
+        while entered:
+            entered.pop().__exit__(None, None, None)
+    return {
+        a: cache[a][0] if len(cache[a]) == 1 else tf.concat(cache[a], axis=1)
+        for a in [zero, *wanted]
+    }
+
+
+# -- forward mode ----------------------------------------------------------------------------
+def _activation_name(layer) -> str | None:
+    act = getattr(layer, "activation", None)
+    if act is None or act is keras.activations.linear:
+        return "linear"
+    if act is keras.activations.tanh:
+        return "tanh"
+    if getattr(act, "__name__", "") == "_sin":
+        return "sin"
+    return None
+
+
+def _plan(dims: int, wanted: list[MultiIndex]):
+    """Directions (vector, order) that give every wanted index, or None if unsupported."""
+    pure = [0] * dims
+    diag = 0
+    for alpha in wanted:
+        nonzero = [i for i, v in enumerate(alpha) if v > 0]
+        if len(nonzero) <= 1:
+            if nonzero:
+                pure[nonzero[0]] = max(pure[nonzero[0]], alpha[nonzero[0]])
+        elif dims == 2 and alpha == (1, 1):
+            diag = max(diag, 2)
+        elif dims == 2 and alpha == (2, 2):
+            diag = 4
+            pure = [max(p, 4) for p in pure]
+        else:
+            return None
+    if max(pure + [diag]) > 4:
+        return None
+    directions = []
+    for i, p in enumerate(pure):
+        if p:
+            directions.append((tuple(1.0 if j == i else 0.0 for j in range(dims)), p))
+    if diag:
+        directions += [((1.0, 1.0), diag), ((1.0, -1.0), diag)]
+    return directions
+
+
+def forward_supported(model, wanted: Iterable[MultiIndex], dims: int | None = None) -> bool:
+    """Whether :func:`forward_derivatives` can handle this model and these multi-indices."""
+    layers = getattr(model, "layers", None)
+    if not isinstance(model, keras.Sequential) or not layers:
+        return False
+    for layer in layers:
+        if isinstance(layer, keras.layers.Rescaling):
+            continue
+        if not isinstance(layer, keras.layers.Dense) or _activation_name(layer) is None:
+            return False
+    dims = dims or model.inputs[0].shape[-1]
+    wanted = list(wanted)
+    if any(len(a) != dims for a in wanted):
+        return False
+    return _plan(dims, [tuple(a) for a in wanted]) is not None
+
+
+def _activation_derivatives(name: str, z: tf.Tensor, order: int):
+    """Value and the first ``order`` derivatives of the activation at ``z``."""
+    if name == "tanh":
+        t = tf.tanh(z)
+        s1 = 1.0 - t * t
+        out = [t, s1, -2.0 * t * s1, s1 * (6.0 * t * t - 2.0), 8.0 * t * s1 * (2.0 - 3.0 * t * t)]
+    else:  # sin
+        s, c = tf.sin(z), tf.cos(z)
+        out = [s, c, -s, -c, s]
+    return out[: order + 1]
+
+
+def _chain(s, z):
+    """Faa di Bruno up to fourth order: derivatives of s(z(t)) from those of z (None = 0)."""
+    z1, z2, z3, z4 = (list(z) + [None] * 4)[:4]
+    zero = 0.0
+
+    def m(*terms):
+        out = None
+        for t in terms:
+            if any(f is None for f in t):
+                continue
+            prod = t[0]
+            for f in t[1:]:
+                prod = prod * f
+            out = prod if out is None else out + prod
+        return out if out is not None else zero
+
+    k = len(z)
+    res = [
+        m(
+            (s[1], z1),
+        )
+    ]
+    if k >= 2:
+        res.append(m((s[2], z1, z1), (s[1], z2)))
+    if k >= 3:
+        res.append(m((s[3], z1, z1, z1), (3.0, s[2], z1, z2), (s[1], z3)))
+    if k >= 4:
+        res.append(
+            m(
+                (s[4], z1, z1, z1, z1),
+                (6.0, s[3], z1, z1, z2),
+                (4.0, s[2], z1, z3),
+                (3.0, s[2], z2, z2),
+                (s[1], z4),
+            )
+        )
+    return [None if isinstance(r, float) else r for r in res]
+
+
+def forward_derivatives(model, x, wanted: Iterable[MultiIndex]) -> dict[MultiIndex, tf.Tensor]:
+    """Derivatives by forward (Taylor-mode) propagation through a :func:`pinnlib.mlp`.
+
+    Supports any pure derivative up to fourth order and, in two dimensions, the mixed
+    ``(1, 1)`` and ``(2, 2)``. Raises ``ValueError`` for anything else (use
+    :func:`tape_derivatives`).
+    """
+    x = _check_points(model, x)
+    dims = x.shape[-1]
+    wanted = _normalise(wanted, dims)
+    if not forward_supported(model, wanted, dims):
+        raise ValueError(
+            f"forward mode supports pinnlib.mlp models (Dense tanh/sin layers) and pure "
+            f"derivatives up to order 4 plus (1, 1) and (2, 2) in 2-D; got {wanted}"
+        )
+    plan = _plan(dims, wanted)
+    n = tf.shape(x)[0]
+    h = x
+    # derivs[k][j]: (j+1)-th derivative along direction k, None where it is identically zero.
+    derivs = []
+    for vector, order in plan:
+        v = tf.constant([vector], dtype=x.dtype)
+        derivs.append([v] + [None] * (order - 1))
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Rescaling):
+            scale = tf.cast(layer.scale, x.dtype)
+            h = h * scale + tf.cast(layer.offset, x.dtype)
+            derivs = [[None if d is None else d * scale for d in ds] for ds in derivs]
+            continue
+        kernel, bias = layer.kernel, layer.bias
+        # One matmul for the value and every full-size derivative; broadcast rows separately.
+        full = [d for ds in derivs for d in ds if d is not None and d.shape[0] != 1]
+        small = [d for ds in derivs for d in ds if d is not None and d.shape[0] == 1]
+        big = tf.concat([h, *full], axis=0) if full else h
+        mapped = tf.matmul(big, kernel)
+        pieces = tf.split(mapped, [n] * (1 + len(full)), axis=0) if full else [mapped]
+        z = pieces[0] + bias
+        small_mapped = tf.matmul(tf.concat(small, 0), kernel) if small else None
+        it_full, i_small = iter(pieces[1:]), 0
+        new = []
+        for ds in derivs:
+            row = []
+            for d in ds:
+                if d is None:
+                    row.append(None)
+                elif d.shape[0] == 1:
+                    row.append(small_mapped[i_small : i_small + 1])
+                    i_small += 1
+                else:
+                    row.append(next(it_full))
+            new.append(row)
+        name = _activation_name(layer)
+        if name == "linear":
+            h, derivs = z, new
+            continue
+        top = max(len(ds) for ds in new)
+        s = _activation_derivatives(name, z, top)
+        h = s[0]
+        derivs = [_chain(s, ds) for ds in new]
+
+    def full_size(d):
+        return tf.zeros_like(h) if d is None else d + tf.zeros_like(h)
+
+    along = {vector: ds for (vector, _), ds in zip(plan, derivs)}
+    zero = (0,) * dims
+    result = {zero: h}
+    for alpha in wanted:
+        if alpha == zero:
+            continue
+        nonzero = [i for i, v in enumerate(alpha) if v > 0]
+        if len(nonzero) == 1:
+            i = nonzero[0]
+            e = tuple(1.0 if j == i else 0.0 for j in range(dims))
+            result[alpha] = full_size(along[e][alpha[i] - 1])
+        elif alpha == (1, 1):
+            plus, minus = along[(1.0, 1.0)], along[(1.0, -1.0)]
+            result[alpha] = (full_size(plus[1]) - full_size(minus[1])) / 4.0
+        else:  # (2, 2)
+            plus, minus = along[(1.0, 1.0)], along[(1.0, -1.0)]
+            xxxx, yyyy = along[(1.0, 0.0)][3], along[(0.0, 1.0)][3]
+            result[alpha] = (
+                full_size(plus[3])
+                + full_size(minus[3])
+                - 2.0 * full_size(xxxx)
+                - 2.0 * full_size(yyyy)
+            ) / 12.0
+    return result
+
+
+def derivatives(model, x, wanted: Iterable[MultiIndex], mode: str = "auto"):
+    """Derivatives of ``model(x)``: forward mode where possible (``"auto"``), else tapes.
+
+    Args:
+        model: the network.
+        x: points, shape ``(N, d)``, in the model's dtype.
+        wanted: multi-indices, e.g. ``[(2, 0), (0, 2)]`` for ``u_xx`` and ``u_yy``.
+        mode: ``"auto"``, ``"forward"`` or ``"tape"``.
+
+    Returns:
+        ``{multi_index: (N, outputs) tensor}``, including the value at ``(0, ..., 0)``.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    wanted = list(wanted)
+    if mode == "tape" or (mode == "auto" and not forward_supported(model, wanted)):
+        return tape_derivatives(model, x, wanted)
+    return forward_derivatives(model, x, wanted)

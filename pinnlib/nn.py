@@ -1,0 +1,110 @@
+"""The network: a plain multilayer perceptron built with Keras 3.
+
+PINNs in the book use small fully connected networks (the article and Wang et al. use 4 hidden
+layers of 50 tanh units). :func:`mlp` builds one as a ``keras.Sequential`` of ``Dense`` layers,
+optionally wrapped in two fixed affine maps: one that rescales the inputs to [-1, 1] and one
+that scales the output. Both matter in the chapter on units, where the same plate is written
+in metres and in millimetres: with the maps, the two networks compute the same function.
+
+Because the structure is this simple, :mod:`pinnlib.derivatives` can propagate derivatives
+forward through it layer by layer (much faster than nested tapes); any other Keras model still
+works through the nested-tape path. Introduced in the chapter "A PINN from scratch".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+
+__all__ = ["mlp", "ACTIVATIONS"]
+
+#: Activations that forward-mode differentiation knows (any Keras activation works with tapes).
+ACTIVATIONS = ("tanh", "sin")
+
+
+def _sin(x):
+    return keras.ops.sin(x)
+
+
+def mlp(
+    inputs: int,
+    layers: int,
+    width: int,
+    activation: str = "tanh",
+    outputs: int = 1,
+    seed: int | None = None,
+    input_range: tuple[Sequence[float], Sequence[float]] | None = None,
+    output_scale: float | None = None,
+    dtype: str = "float32",
+    name: str = "mlp",
+) -> keras.Sequential:
+    """Build a fully connected network ``inputs -> layers x width -> outputs``.
+
+    Args:
+        inputs: number of input coordinates (2 for (x, y) or (x, t)).
+        layers: number of hidden layers (>= 1).
+        width: units per hidden layer (>= 1).
+        activation: hidden activation, ``"tanh"`` or ``"sin"`` (the output is linear).
+        outputs: number of outputs.
+        seed: seed of the Glorot-normal initialisation; ``None`` draws one at random.
+        input_range: ``(lower, upper)`` bounds of the domain, one value per input; if given,
+            inputs are first mapped affinely to [-1, 1].
+        output_scale: if given, the linear output is multiplied by this constant.
+        dtype: ``"float32"`` or ``"float64"``.
+
+    Returns:
+        A built ``keras.Sequential``.
+    """
+    for label, value in (("inputs", inputs), ("layers", layers), ("width", width)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{label} must be an integer >= 1, got {value!r}")
+    if isinstance(outputs, bool) or not isinstance(outputs, (int, np.integer)) or outputs < 1:
+        raise ValueError(f"outputs must be an integer >= 1, got {outputs!r}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    if seed is None:
+        seed = int(np.random.default_rng().integers(2**31 - 1))
+
+    stack: list[keras.layers.Layer] = [keras.Input((inputs,), dtype=dtype)]
+    if input_range is not None:
+        lower = np.asarray(input_range[0], dtype=np.float64).reshape(-1)
+        upper = np.asarray(input_range[1], dtype=np.float64).reshape(-1)
+        if lower.shape != (inputs,) or upper.shape != (inputs,) or np.any(upper <= lower):
+            raise ValueError(
+                f"input_range must be (lower, upper) with {inputs} values each and upper > lower"
+            )
+        scale = 2.0 / (upper - lower)
+        stack.append(
+            keras.layers.Rescaling(
+                scale.tolist(), offset=(-1.0 - lower * scale).tolist(), dtype=dtype, name="to_unit"
+            )
+        )
+    act = "tanh" if activation == "tanh" else _sin
+    for i in range(layers):
+        init = keras.initializers.GlorotNormal(seed=seed + i)
+        stack.append(
+            keras.layers.Dense(
+                width, activation=act, kernel_initializer=init, dtype=dtype, name=f"hidden_{i}"
+            )
+        )
+    init = keras.initializers.GlorotNormal(seed=seed + layers)
+    stack.append(keras.layers.Dense(outputs, kernel_initializer=init, dtype=dtype, name="output"))
+    if output_scale is not None:
+        if not np.isfinite(output_scale) or output_scale == 0:
+            raise ValueError(f"output_scale must be finite and non-zero, got {output_scale}")
+        stack.append(keras.layers.Rescaling(float(output_scale), dtype=dtype, name="scale_out"))
+    model = keras.Sequential(stack, name=name)
+    model.pinnlib_activation = activation
+    return model
+
+
+def model_dtype(model) -> str:
+    """The float dtype a model computes in (its first layer's; Keras' own default otherwise)."""
+    layers = getattr(model, "layers", None)
+    if layers:
+        return layers[0].compute_dtype
+    return model.compute_dtype

@@ -1,0 +1,21 @@
+"""Small conveniences for the chapters that must also work in plain Jupyter and Colab.
+
+:func:`glue` stores a number for the prose through myst-nb's ``glue`` when the book tooling is
+installed and otherwise just shows it, so a chapter runs in Colab with nothing but pinnlib.
+"""
+
+from __future__ import annotations
+
+__all__ = ["glue"]
+
+
+def glue(name: str, value, display: bool = True):
+    """Glue ``value`` under ``name`` for ``{glue:}`name``` roles; degrade to showing it."""
+    try:
+        from myst_nb import glue as _glue
+    except ImportError:
+        if display:
+            print(f"{name} = {value}")
+        return value
+    _glue(name, value, display=display)
+    return value

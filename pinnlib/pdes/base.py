@@ -1,0 +1,163 @@
+"""The PDE contract shared by every benchmark problem.
+
+A problem says which loss terms it has (``term_names``), how to draw collocation points
+inside a compiled training step (:meth:`PDE.sample`), the residual of each term for a model
+(:meth:`PDE.residuals`, whose mean squares are :meth:`PDE.losses`), and its exact or reference
+solution (:meth:`PDE.exact`) on a dense evaluation grid (:meth:`PDE.grid`). A new problem is
+one small subclass; the chapter "Your own PDE" writes one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from ..derivatives import MultiIndex, derivatives
+
+__all__ = ["PDE", "check_positive"]
+
+
+def check_positive(name: str, value: float) -> float:
+    """``float(value)`` or a ValueError naming the parameter when it is not finite and > 0."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {value!r}") from None
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    return value
+
+
+def _check_count(name: str, value: int, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+class PDE:
+    """Base class of the benchmark problems.
+
+    Subclasses set ``term_names``, ``lower``/``upper`` (the box domain), ``coordinates`` and
+    implement :meth:`sample`, :meth:`residuals` and :meth:`exact`.
+    """
+
+    term_names: tuple[str, ...] = ()
+    coordinates: tuple[str, ...] = ("x", "y")
+    lower: tuple[float, ...] = ()
+    upper: tuple[float, ...] = ()
+
+    @property
+    def dims(self) -> int:
+        return len(self.coordinates)
+
+    @property
+    def num_terms(self) -> int:
+        return len(self.term_names)
+
+    # -- sampling --------------------------------------------------------------------------
+    def sample(
+        self,
+        n_interior: int,
+        n_boundary: int,
+        generator: tf.random.Generator | None = None,
+        dtype: str = "float32",
+    ) -> dict[str, tf.Tensor]:
+        """Draw fresh collocation points; safe to call inside ``tf.function``.
+
+        Returns a dict of ``(N, dims)`` tensors, one per point set the residuals use.
+        """
+        raise NotImplementedError
+
+    def check_sizes(self, n_interior: int, n_boundary: int) -> None:
+        _check_count("n_interior", n_interior)
+        _check_count("n_boundary", n_boundary, self.min_boundary)
+
+    min_boundary = 1
+
+    def _uniform(self, generator, n, dtype, lower=None, upper=None):
+        lower = self.lower if lower is None else lower
+        upper = self.upper if upper is None else upper
+        cols = [
+            generator.uniform([n, 1], minval=lo, maxval=hi, dtype=dtype)
+            for lo, hi in zip(lower, upper)
+        ]
+        return tf.concat(cols, axis=1)
+
+    def _edges(self, generator, n, dtype) -> dict[str, tf.Tensor]:
+        """``n`` points on the four edges of a 2-D box, as even as possible, keyed by edge."""
+        (x0, y0), (x1, y1) = self.lower, self.upper
+        counts = [n // 4 + (k < n % 4) for k in range(4)]
+        out = {}
+        for name, count, fixed in zip(
+            ("left", "right", "bottom", "top"), counts, (("x", x0), ("x", x1), ("y", y0), ("y", y1))
+        ):
+            axis, value = fixed
+            if axis == "x":
+                free = generator.uniform([count, 1], y0, y1, dtype=dtype)
+                out[name] = tf.concat([tf.fill([count, 1], tf.cast(value, dtype)), free], 1)
+            else:
+                free = generator.uniform([count, 1], x0, x1, dtype=dtype)
+                out[name] = tf.concat([free, tf.fill([count, 1], tf.cast(value, dtype))], 1)
+        return out
+
+    # -- residuals and losses --------------------------------------------------------------
+    def residuals(self, model, points: dict[str, tf.Tensor], mode: str = "auto"):
+        """One residual tensor per term name (their mean squares are the loss terms)."""
+        raise NotImplementedError
+
+    def losses(self, model, points: dict[str, tf.Tensor], mode: str = "auto") -> list[tf.Tensor]:
+        """Mean squared residual of every term, in the order of ``term_names``."""
+        res = self.residuals(model, points, mode=mode)
+        return [tf.reduce_mean(tf.square(res[name])) for name in self.term_names]
+
+    def _derivatives(
+        self, model, parts: Sequence[tf.Tensor], wanted: Sequence[MultiIndex], mode: str
+    ) -> list[dict[MultiIndex, tf.Tensor]]:
+        """Derivatives on several point sets in one pass through the network, split back."""
+        self.check_model(model)
+        sizes = [tf.shape(p)[0] for p in parts]
+        x = parts[0] if len(parts) == 1 else tf.concat(list(parts), axis=0)
+        if not wanted:  # the value alone: a plain forward pass
+            return [{(0,) * self.dims: v} for v in tf.split(model(x), sizes, axis=0)]
+        d = derivatives(model, x, wanted, mode=mode)
+        split = {k: tf.split(v, sizes, axis=0) for k, v in d.items()}
+        return [{k: v[i] for k, v in split.items()} for i in range(len(parts))]
+
+    def check_model(self, model) -> None:
+        """Raise if the model does not map ``(N, dims)`` points to one output."""
+        inputs = getattr(model, "inputs", None)
+        if inputs:
+            if inputs[0].shape[-1] != self.dims:
+                raise ValueError(
+                    f"{type(self).__name__} has {self.dims} coordinates {self.coordinates}, "
+                    f"but the model takes {inputs[0].shape[-1]} inputs"
+                )
+            if model.outputs[0].shape[-1] != 1:
+                raise ValueError(
+                    f"{type(self).__name__} needs a model with 1 output, "
+                    f"got {model.outputs[0].shape[-1]}"
+                )
+
+    # -- solutions -------------------------------------------------------------------------
+    def exact(self, points) -> np.ndarray:
+        """Exact (or reference) solution at ``points`` of shape ``(N, dims)``, as ``(N, 1)``."""
+        raise NotImplementedError
+
+    def check_points(self, points) -> np.ndarray:
+        """``points`` as a float64 array of shape ``(N, dims)``, or a ValueError."""
+        pts = np.asarray(points, dtype=np.float64)
+        if pts.ndim != 2 or pts.shape[1] != self.dims:
+            raise ValueError(f"points must have shape (N, {self.dims}), got {pts.shape}")
+        return pts
+
+    def grid(self, n: int = 256) -> tuple[np.ndarray, tuple[int, ...]]:
+        """A dense ``n``-per-axis grid over the domain: ``(points (n**dims, dims), shape)``."""
+        _check_count("n", n, 2)
+        axes = [np.linspace(lo, hi, n) for lo, hi in zip(self.lower, self.upper)]
+        mesh = np.meshgrid(*axes, indexing="ij")
+        return np.stack([m.reshape(-1) for m in mesh], axis=1), tuple(m.shape for m in mesh)[0]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
