@@ -8,10 +8,10 @@ loop), :mod:`~pinnlib.keras_model` (the ``fit`` path), :mod:`~pinnlib.metrics`,
 :mod:`~pinnlib.plot` and :mod:`~pinnlib.budget`.
 """
 
-import os as _os
+from ._quiet import import_tensorflow_quietly as _import_tensorflow_quietly
 
-# Quiet TensorFlow's C++ start-up chatter unless the user asked for it.
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Load TensorFlow without its C++ start-up chatter (PINNLIB_QUIET=0 shows it).
+_import_tensorflow_quietly()
 
 from .balancing import Balancer, Fixed, GradNorm, LRAnnealing, ReLoBRaLo, SoftAdapt, Sum  # noqa: E402
 from .budget import budget, budget_name  # noqa: E402

@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from .balancing import Balancer, Sum
+from .budget import budget_name
 from .metrics import evaluate
 from .nn import model_dtype
 from .pdes.base import PDE
@@ -150,7 +151,8 @@ class Trainer:
         learning_rate: Adam's learning rate, unless ``optimizer`` is given.
         optimizer: a Keras 3 optimizer.
         seed: seed of the point-sampling generator (``None``: nondeterministic).
-        jit_compile: XLA-compile the step (faster on CPU and GPU; ``False`` for debugging).
+        jit_compile: XLA-compile the step (faster on CPU and GPU; ``False`` for debugging);
+            ``None`` compiles at the full budget and not at the smoke budget.
         derivative_mode: ``"auto"``, ``"forward"`` or ``"tape"`` (:mod:`pinnlib.derivatives`).
         chunk: steps between read-backs of the history (the progress bar's granularity).
     """
@@ -165,7 +167,7 @@ class Trainer:
         learning_rate: float = 1e-3,
         optimizer: keras.optimizers.Optimizer | None = None,
         seed: int | None = None,
-        jit_compile: bool = True,
+        jit_compile: bool | None = None,
         derivative_mode: str = "auto",
         chunk: int = 100,
     ):
@@ -198,7 +200,8 @@ class Trainer:
         )
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="train_step")
         self.optimizer.build(model.trainable_variables)
-        self.jit_compile = bool(jit_compile)
+        # XLA compiles slowly but runs fast: worth it except in the seconds-long smoke runs.
+        self.jit_compile = budget_name() == "full" if jit_compile is None else bool(jit_compile)
         self.halted = tf.Variable(False, trainable=False, name="halted")
         self._step_fn = tf.function(self._one_step, jit_compile=self.jit_compile)
         self.history = History(pde.term_names)
@@ -426,7 +429,7 @@ def train(
     eval_every: int | None = None,
     eval_points: int = 256,
     progress: bool = True,
-    jit_compile: bool = True,
+    jit_compile: bool | None = None,
     derivative_mode: str = "auto",
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int | None = None,
@@ -445,7 +448,7 @@ def train(
         eval_every: measure the error on the grid every this many steps (default steps/20).
         eval_points: grid points per axis for the error.
         progress: show a tqdm progress bar.
-        jit_compile: XLA-compile the training step.
+        jit_compile: XLA-compile the training step (``None``: only at the full budget).
         derivative_mode: ``"auto"``, ``"forward"`` or ``"tape"``.
         checkpoint_dir: save a checkpoint (and ``history.npz``) here and resume from it.
         checkpoint_every: checkpoint period in steps (default 1000).
