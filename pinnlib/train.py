@@ -389,7 +389,11 @@ class Trainer:
 def _progress_bar(total, initial, enabled):
     if not enabled:
         return None
-    from tqdm.auto import tqdm
+    try:  # a widget bar in Jupyter/Colab when ipywidgets is there, else a text bar
+        import ipywidgets  # noqa: F401
+        from tqdm.auto import tqdm
+    except ImportError:
+        from tqdm.std import tqdm
 
     return tqdm(total=total, initial=initial, unit="step", mininterval=0.5, dynamic_ncols=True)
 

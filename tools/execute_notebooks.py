@@ -152,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("not found: " + ", ".join(map(str, missing)))
 
     os.environ["PINNLIB_BUDGET"] = args.budget  # inherited by every kernel
+    # Progress bars are for people watching a run; the stored pages show the results instead.
+    os.environ["TQDM_DISABLE"] = "1"
     failed, total = [], 0.0
     for nb in notebooks:
         nb = nb.resolve()
