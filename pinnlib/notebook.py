@@ -10,7 +10,13 @@ __all__ = ["glue"]
 
 
 def glue(name: str, value, display: bool = True):
-    """Glue ``value`` under ``name`` for ``{glue:}`name``` roles; degrade to showing it."""
+    """Glue ``value`` under ``name`` for ``{glue:}`name``` roles; degrade to showing it.
+
+    NumPy scalars are turned into Python numbers first, so that format specs such as
+    ``{glue:text}`name:.3f``` work (NumPy 2 prints ``np.float64(0.5)`` otherwise).
+    """
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        value = value.item()
     try:
         from myst_nb import glue as _glue
     except ImportError:

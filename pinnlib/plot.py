@@ -59,8 +59,13 @@ def plot_error(histories: dict, ax=None, against: str = "step", title: str | Non
     return fig
 
 
-def plot_solution(model, pde, n: int = 128, units: str = "", figsize=(13, 3.6)):
-    """Prediction, exact/reference solution and absolute error as three heatmaps (2-D PDEs)."""
+def plot_solution(
+    model, pde, n: int = 128, units: str = "", coordinate_units: str = "", figsize=(13, 3.6)
+):
+    """Prediction, exact/reference solution and absolute error as three heatmaps (2-D PDEs).
+
+    ``units`` labels the solution's values, ``coordinate_units`` the axes (e.g. ``"m"``).
+    """
     if pde.dims != 2:
         raise ValueError("plot_solution draws 2-D problems; plot 1-D ones directly")
     grid, shape = pde.grid(n)
@@ -75,7 +80,8 @@ def plot_solution(model, pde, n: int = 128, units: str = "", figsize=(13, 3.6)):
         ("PINN" + suffix, "exact / reference" + suffix, "|error|" + suffix),
     ):
         im = ax.imshow(data.T, origin="lower", extent=extent, aspect="auto", cmap="viridis")
-        ax.set(xlabel=pde.coordinates[0], ylabel=pde.coordinates[1], title=title)
+        cu = f" ({coordinate_units})" if coordinate_units else ""
+        ax.set(xlabel=pde.coordinates[0] + cu, ylabel=pde.coordinates[1] + cu, title=title)
         fig.colorbar(im, ax=ax)
     return fig
 

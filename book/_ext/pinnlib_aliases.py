@@ -13,8 +13,8 @@ from __future__ import annotations
 import importlib
 
 
-def _canonical(target: str) -> str | None:
-    """``pinnlib.Sum.update`` -> ``pinnlib.balancing.Sum.update`` (None if not applicable)."""
+def _canonical(target: str) -> tuple[str, str] | None:
+    """``pinnlib.Sum.update`` -> ``("pinnlib.balancing", "Sum.update")`` (None if n/a)."""
     parts = target.split(".")
     for i in range(len(parts) - 1, 0, -1):  # longest importable module prefix first
         modname = ".".join(parts[:i])
@@ -27,7 +27,7 @@ def _canonical(target: str) -> str | None:
         qualname = getattr(obj, "__qualname__", None)
         if not real_module or not qualname or real_module == modname:
             return None
-        return ".".join([real_module, qualname, *parts[i + 1 :]])
+        return real_module, ".".join([qualname, *parts[i + 1 :]])
     return None
 
 
@@ -38,10 +38,19 @@ def _resolve(app, env, node, contnode):
     canonical = _canonical(target)
     if canonical is None:
         return None
+    module, qualname = canonical
     domain = env.get_domain("py")
-    return domain.resolve_xref(
-        env, node["refdoc"], app.builder, node["reftype"], canonical, node, contnode
-    )
+    # Documented under its own module (pinnlib.pdes.kirchhoff.Kirchhoff) or under a package
+    # that re-exports it (pinnlib.pdes.Kirchhoff): try the longest module path first.
+    module_parts = module.split(".")
+    for cut in range(len(module_parts), 0, -1):
+        candidate = ".".join(module_parts[:cut]) + "." + qualname
+        found = domain.resolve_xref(
+            env, node["refdoc"], app.builder, node["reftype"], candidate, node, contnode
+        )
+        if found is not None:
+            return found
+    return None
 
 
 def setup(app):

@@ -29,6 +29,9 @@ def cole_hopf(x, t, nu: float = 0.01 / np.pi, nodes: int = 200, chunk: int = 409
     Gauss-Hermite quadrature with ``nodes`` nodes; exact ``-sin(pi x)`` at ``t = 0``.
     """
     nu = check_positive("nu", nu)
+    # NumPy's hermgauss overflows (NaN nodes) past about 370; 100 already reach 1e-14 here.
+    if isinstance(nodes, bool) or not isinstance(nodes, (int, np.integer)) or not 2 <= nodes <= 300:
+        raise ValueError(f"nodes must be an integer in [2, 300], got {nodes!r}")
     x, t = np.broadcast_arrays(np.asarray(x, np.float64), np.asarray(t, np.float64))
     if np.any(t < 0):
         raise ValueError("t must be >= 0")
