@@ -20,6 +20,7 @@ import tensorflow as tf
 from .balancing import Balancer, Sum
 from .nn import model_dtype
 from .pdes.base import PDE
+from .train import _gradients
 
 __all__ = ["PINNModel"]
 
@@ -72,10 +73,11 @@ class PINNModel(keras.Model):
         dtype = tf.as_dtype(model_dtype(self.network))
         points = pde.sample(self.n_interior, self.n_boundary, self.sampler, dtype)
         with tf.GradientTape(persistent=self.balancer.needs_gradients) as tape:
-            losses = tf.stack(pde.losses(self.network, points, mode=self.derivative_mode))
+            terms = pde.losses(self.network, points, mode=self.derivative_mode)
+            losses = tf.stack(terms)
         tf.debugging.assert_all_finite(losses, "a PINN loss term became NaN or infinite")
         if self.balancer.needs_gradients:
-            term_grads = [tape.gradient(losses[i], variables) for i in range(pde.num_terms)]
+            term_grads = [_gradients(tape, term, variables) for term in terms]
             lambdas = tf.cast(self.balancer.update(losses, term_grads), dtype)
             grads = [
                 tf.add_n([lambdas[i] * tg[j] for i, tg in enumerate(term_grads)])

@@ -41,6 +41,13 @@ from .pdes.base import PDE
 __all__ = ["History", "Trainer", "train"]
 
 
+def _gradients(tape, term, variables):
+    """Gradient of one loss term; zeros for variables it does not depend on (e.g. the output
+    bias for a term made of derivatives only)."""
+    grads = tape.gradient(term, variables)
+    return [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
+
+
 @dataclass
 class History:
     """What a run records. Arrays are NumPy; one row per training step or per evaluation.
@@ -55,7 +62,9 @@ class History:
         rel_l2: relative L2 error against the exact/reference solution on the grid.
         mse: mean squared error against the exact/reference solution on the grid.
         time: training wall time (seconds, evaluation excluded) at each evaluation.
-        info: free-form facts about the run (balancer, sizes, steps per second).
+        info: facts about the run: balancer, sizes, ``seconds`` (training wall time, the first
+            step's tracing and compilation included), ``first_step_seconds`` (that first step)
+            and ``steps_per_second`` (the steps after it).
     """
 
     term_names: tuple[str, ...]
@@ -203,7 +212,9 @@ class Trainer:
         # XLA compiles slowly but runs fast: worth it except in the seconds-long smoke runs.
         self.jit_compile = budget_name() == "full" if jit_compile is None else bool(jit_compile)
         self.halted = tf.Variable(False, trainable=False, name="halted")
-        self._step_fn = tf.function(self._one_step, jit_compile=self.jit_compile)
+        # No AutoGraph: the step has no Python control flow on tensors (tf.cond is explicit), and
+        # converting the derivative code took most of the first trace's time.
+        self._step_fn = tf.function(self._one_step, jit_compile=self.jit_compile, autograph=False)
         self.history = History(pde.term_names)
 
     # -- the compiled part -----------------------------------------------------------------
@@ -211,12 +222,13 @@ class Trainer:
         pde, balancer, variables = self.pde, self.balancer, self.model.trainable_variables
         points = pde.sample(self.n_interior, self.n_boundary, self.generator, self.dtype)
         with tf.GradientTape(persistent=balancer.needs_gradients) as tape:
-            losses = tf.stack(pde.losses(self.model, points, mode=self.derivative_mode))
+            terms = pde.losses(self.model, points, mode=self.derivative_mode)
+            losses = tf.stack(terms)
         finite = tf.reduce_all(tf.math.is_finite(losses))
 
         def apply():
             if balancer.needs_gradients:
-                term_grads = [tape.gradient(losses[i], variables) for i in range(pde.num_terms)]
+                term_grads = [_gradients(tape, term, variables) for term in terms]
                 lambdas = tf.cast(balancer.update(losses, term_grads), losses.dtype)
                 grads = [
                     tf.add_n([lambdas[i] * tg[j] for i, tg in enumerate(term_grads)])
@@ -261,6 +273,8 @@ class Trainer:
         history = self.history
         self.halted.assign(False)
         start = int(self.step.numpy())
+        seconds_at_start = self._seconds
+        compiled_before = self._first_step_seconds is not None
         if history.eval_step.size == 0 or history.eval_step[-1] != start:
             history._append_eval(start, *evaluate(self.model, grid, exact), self._elapsed())
         bar = _progress_bar(steps, start, progress)
@@ -274,8 +288,15 @@ class Trainer:
                     if manager is not None:
                         limit.append((current // checkpoint_every + 1) * checkpoint_every)
                     count = min(limit) - current
+                    outputs = []
+                    if self._first_step_seconds is None:  # tracing and XLA compilation
+                        t0 = time.perf_counter()
+                        outputs.append(self._step_fn())
+                        outputs[0][0].numpy()
+                        self._first_step_seconds = compile_now = time.perf_counter() - t0
+                        self._seconds += compile_now
                     t0 = time.perf_counter()
-                    outputs = [self._step_fn() for _ in range(count)]
+                    outputs += [self._step_fn() for _ in range(count - len(outputs))]
                     losses = np.stack([o[0].numpy() for o in outputs]).astype(np.float64)
                     lambdas = np.stack([o[1].numpy() for o in outputs]).astype(np.float64)
                     self._seconds += time.perf_counter() - t0
@@ -308,7 +329,10 @@ class Trainer:
                 stacklevel=2,
             )
         done_steps = int(self.step.numpy()) - start
-        timed = max(self._seconds, 1e-9)
+        timed = self._seconds - seconds_at_start
+        if not compiled_before and self._first_step_seconds is not None and done_steps > 1:
+            # The first step traces and compiles; the rate is that of the steps after it.
+            done_steps, timed = done_steps - 1, timed - self._first_step_seconds
         history.info.update(
             balancer=repr(self.balancer),
             pde=repr(self.pde),
@@ -317,11 +341,15 @@ class Trainer:
             jit_compile=self.jit_compile,
             seconds=round(self._seconds, 3),
             steps=int(self.step.numpy()),
-            steps_per_second=round(done_steps / timed, 2) if done_steps else None,
+            steps_per_second=round(done_steps / timed, 2) if done_steps and timed > 0 else None,
+            first_step_seconds=(
+                round(self._first_step_seconds, 3) if self._first_step_seconds else None
+            ),
         )
         return history
 
     _seconds = 0.0
+    _first_step_seconds = None
 
     def _elapsed(self) -> float:
         return round(self._seconds, 4)
