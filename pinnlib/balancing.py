@@ -334,14 +334,18 @@ class LRAnnealing(Balancer):
         lhat_i = max_theta |grad L_residual| / mean_theta |grad L_i|
         lambda_i <- (1 - a) * lambda_i + a * lhat_i
 
-    with ``a = 0.1`` (the paper's text; its published code differs). Between updates the weights
-    stay. Needs per-term gradients over all trainable variables.
+    with ``a = 0.1``. Between updates the weights stay. Needs per-term gradients over all
+    trainable variables. The paper's text divides by the gradient of the *unweighted* term (the
+    default); its published code divides by that of the *weighted* term ``lambda_i L_i``
+    (``weighted=True``), which settles at ``lambda_i^2 = max / mean`` instead of feeding on
+    itself when ``grad L_i`` shrinks. The chapter "Balancing schemes" shows both.
 
     Args:
         num_terms: number of loss terms.
         residual_index: which term is the PDE residual (weight fixed at one).
         a: moving-average rate in (0, 1].
         update_every: update period in steps (>= 1); updates happen at steps 0, k, 2k, ...
+        weighted: divide by ``mean |grad (lambda_i L_i)|`` as the authors' code does.
     """
 
     needs_gradients = True
@@ -352,6 +356,7 @@ class LRAnnealing(Balancer):
         residual_index: int = 0,
         a: float = 0.1,
         update_every: int = 10,
+        weighted: bool = False,
         eps: float = 1e-12,
         dtype: str = "float32",
         name: str | None = None,
@@ -364,19 +369,25 @@ class LRAnnealing(Balancer):
         if int(update_every) < 1:
             raise ValueError(f"update_every must be >= 1, got {update_every}")
         self.update_every = int(update_every)
+        self.weighted = bool(weighted)
         self.eps = _check_range("eps", eps, 0.0, 1.0)
 
     def _weights(self, losses, grads):
         top = tf.reduce_max(_flat_abs(grads[self.residual_index]))
-        means = tf.stack([tf.reduce_mean(_flat_abs(g)) for g in grads])
-        lhat = tf.cast(top, self.dtype) / (tf.cast(means, self.dtype) + self.eps)
+        means = tf.cast(tf.stack([tf.reduce_mean(_flat_abs(g)) for g in grads]), self.dtype)
+        if self.weighted:
+            means = means * self.lambdas
+        lhat = tf.cast(top, self.dtype) / (means + self.eps)
         lhat = tf.tensor_scatter_nd_update(lhat, [[self.residual_index]], [1.0])
         moved = (1 - self.a) * self.lambdas + self.a * lhat
         due = tf.equal(self.step % self.update_every, 0)
         return tf.where(due, moved, self.lambdas)
 
     def __repr__(self) -> str:
-        return f"LRAnnealing(num_terms={self.num_terms}, a={self.a}, every={self.update_every})"
+        return (
+            f"LRAnnealing(num_terms={self.num_terms}, a={self.a}, every={self.update_every}, "
+            f"weighted={self.weighted})"
+        )
 
 
 class GradNorm(Balancer):
@@ -388,8 +399,9 @@ class GradNorm(Balancer):
     ``r_i = (L_i(t)/L_i(0)) / mean_j(L_j(t)/L_j(0))`` and the constant target
     ``G*_i = mean(G) * r_i ** asymmetry``, the weights take one gradient-descent step on
     ``sum_i |G_i - G*_i|``, whose gradient is ``sign(G_i - G*_i) * g_i``, and are then
-    renormalised to sum to ``n``. A weight that the step would drive to or below zero is held
-    at ``min_weight`` before renormalising (the paper leaves this case open).
+    renormalised to sum to ``n``. A weight that the step would drive below ``min_weight`` is
+    held there before renormalising, so that no weight reaches zero or turns negative (the
+    paper leaves this case open).
 
     Args:
         num_terms: number of loss terms.
