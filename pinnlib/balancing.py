@@ -57,6 +57,16 @@ def _check_range(name: str, value: float, low: float, high: float, closed: bool 
     return value
 
 
+def _check_int(name: str, value, low: int, high: int | None = None) -> int:
+    """``value`` as an int, or a TypeError/ValueError naming the parameter and the range."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < low or (high is not None and value > high):
+        top = "" if high is None else f", {high}"
+        raise ValueError(f"{name} must be in [{low}{top}], got {value}")
+    return int(value)
+
+
 def _check_positive(name: str, value: float) -> float:
     try:
         value = float(value)
@@ -362,13 +372,9 @@ class LRAnnealing(Balancer):
         name: str | None = None,
     ):
         super().__init__(num_terms, dtype=dtype, name=name)
-        if not 0 <= int(residual_index) < self.num_terms:
-            raise ValueError(f"residual_index must be in [0, {self.num_terms - 1}]")
-        self.residual_index = int(residual_index)
+        self.residual_index = _check_int("residual_index", residual_index, 0, self.num_terms - 1)
         self.a = _check_range("a", a, 0.0, 1.0, closed=False)
-        if int(update_every) < 1:
-            raise ValueError(f"update_every must be >= 1, got {update_every}")
-        self.update_every = int(update_every)
+        self.update_every = _check_int("update_every", update_every, 1)
         self.weighted = bool(weighted)
         self.eps = _check_range("eps", eps, 0.0, 1.0)
 
@@ -427,7 +433,7 @@ class GradNorm(Balancer):
         super().__init__(num_terms, dtype=dtype, name=name)
         self.asymmetry = _check_range("asymmetry", asymmetry, 0.0, 100.0)
         self.learning_rate = _check_positive("learning_rate", learning_rate)
-        self.shared_variable = int(shared_variable)
+        self.shared_variable = _check_int("shared_variable", shared_variable, -(10**6))
         self.min_weight = _check_positive("min_weight", min_weight)
         self.eps = _check_range("eps", eps, 0.0, 1.0)
         self.initial_losses = tf.Variable(

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 import keras
 import tensorflow as tf
 
-from .nn import model_dtype
+from .nn import Affine, model_dtype
 
 __all__ = ["derivatives", "tape_derivatives", "forward_derivatives", "forward_supported"]
 
@@ -162,7 +162,7 @@ def forward_supported(model, wanted: Iterable[MultiIndex], dims: int | None = No
     if not isinstance(model, keras.Sequential) or not layers:
         return False
     for layer in layers:
-        if isinstance(layer, keras.layers.Rescaling):
+        if isinstance(layer, (Affine, keras.layers.Rescaling)):
             continue
         if not isinstance(layer, keras.layers.Dense) or _activation_name(layer) is None:
             return False
@@ -248,9 +248,9 @@ def forward_derivatives(model, x, wanted: Iterable[MultiIndex]) -> dict[MultiInd
         v = tf.constant([vector], dtype=x.dtype)
         derivs.append([v] + [None] * (order - 1))
     for layer in model.layers:
-        if isinstance(layer, keras.layers.Rescaling):
-            scale = tf.cast(layer.scale, x.dtype)
-            h = h * scale + tf.cast(layer.offset, x.dtype)
+        if isinstance(layer, (Affine, keras.layers.Rescaling)):
+            scale = tf.convert_to_tensor(layer.scale, x.dtype)
+            h = h * scale + tf.convert_to_tensor(layer.offset, x.dtype)
             derivs = [[None if d is None else d * scale for d in ds] for ds in derivs]
             continue
         kernel, bias = layer.kernel, layer.bias

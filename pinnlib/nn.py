@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
-__all__ = ["mlp", "ACTIVATIONS"]
+__all__ = ["mlp", "Affine", "ACTIVATIONS", "model_dtype"]
 
 #: Activations that forward-mode differentiation knows (any Keras activation works with tapes).
 ACTIVATIONS = ("tanh", "sin")
@@ -26,6 +26,30 @@ ACTIVATIONS = ("tanh", "sin")
 
 def _sin(x):
     return keras.ops.sin(x)
+
+
+class Affine(keras.layers.Layer):
+    """A fixed elementwise map ``x * scale + offset`` (no trainable weights).
+
+    Like ``keras.layers.Rescaling``, but the constants are converted in the layer's own dtype,
+    so a float64 network keeps them exact (Rescaling rounds them through float32).
+    """
+
+    def __init__(self, scale, offset=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = np.asarray(scale, dtype=np.float64).tolist()
+        self.offset = np.asarray(offset, dtype=np.float64).tolist()
+
+    def call(self, inputs):
+        scale = keras.ops.convert_to_tensor(self.scale, dtype=self.compute_dtype)
+        offset = keras.ops.convert_to_tensor(self.offset, dtype=self.compute_dtype)
+        return inputs * scale + offset
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale, "offset": self.offset}
 
 
 def mlp(
@@ -78,11 +102,7 @@ def mlp(
                 f"input_range must be (lower, upper) with {inputs} values each and upper > lower"
             )
         scale = 2.0 / (upper - lower)
-        stack.append(
-            keras.layers.Rescaling(
-                scale.tolist(), offset=(-1.0 - lower * scale).tolist(), dtype=dtype, name="to_unit"
-            )
-        )
+        stack.append(Affine(scale, offset=-1.0 - lower * scale, dtype=dtype, name="to_unit"))
     act = "tanh" if activation == "tanh" else _sin
     for i in range(layers):
         init = keras.initializers.GlorotNormal(seed=seed + i)
@@ -96,15 +116,18 @@ def mlp(
     if output_scale is not None:
         if not np.isfinite(output_scale) or output_scale == 0:
             raise ValueError(f"output_scale must be finite and non-zero, got {output_scale}")
-        stack.append(keras.layers.Rescaling(float(output_scale), dtype=dtype, name="scale_out"))
+        stack.append(Affine(float(output_scale), dtype=dtype, name="scale_out"))
     model = keras.Sequential(stack, name=name)
     model.pinnlib_activation = activation
     return model
 
 
 def model_dtype(model) -> str:
-    """The float dtype a model computes in (its first layer's; Keras' own default otherwise)."""
-    layers = getattr(model, "layers", None)
-    if layers:
-        return layers[0].compute_dtype
+    """The float dtype a model computes in: its input's, else its first real layer's."""
+    inputs = getattr(model, "inputs", None)
+    if inputs:
+        return keras.backend.standardize_dtype(inputs[0].dtype)
+    for layer in getattr(model, "layers", None) or []:
+        if not isinstance(layer, keras.layers.InputLayer):
+            return layer.compute_dtype
     return model.compute_dtype

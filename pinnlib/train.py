@@ -270,6 +270,7 @@ class Trainer:
         grid, _ = self.pde.grid(eval_points)
         exact = self.pde.exact(grid)
         manager = self._checkpoint_manager(checkpoint_dir, checkpoint_every)
+        checkpoint_every = self.checkpoint_every if manager is not None else None
         history = self.history
         self.halted.assign(False)
         start = int(self.step.numpy())
@@ -476,7 +477,8 @@ def train(
         steps: total number of steps (a resumed run continues up to this number).
         n_interior, n_boundary: collocation points per step.
         learning_rate: Adam learning rate (ignored when ``optimizer`` is given).
-        seed: seed of the sampling generator; with seeded model and balancer the run repeats.
+        seed: seed of the sampling generator; with seeded model and balancer the run repeats
+            (to float rounding; XLA and non-XLA steps draw different point streams).
         eval_every: measure the error on the grid every this many steps (default steps/20).
         eval_points: grid points per axis for the error.
         progress: show a tqdm progress bar.

@@ -60,9 +60,13 @@ class Kirchhoff(PDE):
         self.height = check_positive("height", height)
         self.E = check_positive("E", E)
         self.thickness = check_positive("thickness", thickness)
-        if not (isinstance(nu, (int, float)) and 0.0 <= nu < 0.5):
+        try:
+            nu = float(nu)
+        except (TypeError, ValueError):
+            raise TypeError(f"nu must be a number, got {nu!r}") from None
+        if not 0.0 <= nu < 0.5:  # also rejects NaN
             raise ValueError(f"nu must be in [0, 0.5), got {nu!r}")
-        self.nu = float(nu)
+        self.nu = nu
         self.p0 = check_positive("p0", p0)
         if boundary not in ("grouped", "separate"):
             raise ValueError(f"boundary must be 'grouped' or 'separate', got {boundary!r}")
