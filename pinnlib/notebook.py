@@ -9,7 +9,7 @@ from __future__ import annotations
 __all__ = ["glue"]
 
 
-def glue(name: str, value, display: bool = True):
+def glue(name: str, value, display: bool = True) -> None:
     """Glue ``value`` under ``name`` for ``{glue:}`name``` roles; degrade to showing it.
 
     NumPy scalars are turned into Python numbers first, so that format specs such as
@@ -22,6 +22,5 @@ def glue(name: str, value, display: bool = True):
     except ImportError:
         if display:
             print(f"{name} = {value}")
-        return value
+        return  # None, so that a glue call ending a cell does not echo the value again
     _glue(name, value, display=display)
-    return value
