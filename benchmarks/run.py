@@ -88,7 +88,9 @@ def main(argv=None) -> int:
     for problem, case, rate, peak, base in rows:
         ratio = f"{base / rate:.2f}x" if base and case in names else ""
         print(f"| {problem} | {names.get(case, case)} | {rate:.1f} | {ratio} | {peak:.0f} |")
-    print("\n* Sum and ReLoBRaLo measured interleaved in one process (median of 5 blocks).")
+    print(
+        "\n* Sum and ReLoBRaLo measured interleaved in one process (median of 5 blocks of --steps steps)."
+    )
     return 0
 
 
