@@ -403,3 +403,35 @@ def test_budget_chooses_xla(monkeypatch):
     monkeypatch.setenv("PINNLIB_BUDGET", "bogus")
     with pytest.raises(ValueError, match="PINNLIB_BUDGET"):
         Trainer(tiny(pde), pde)
+
+
+def test_interrupt_returns_the_history_so_far():
+    # A Ctrl-C / notebook interrupt during training stops after the current chunk and returns
+    # what was recorded, with a warning, instead of losing the run.
+    import os
+    import signal
+    import threading
+
+    model = pinnlib.mlp(2, 2, 16, seed=0)
+    trainer = pinnlib.Trainer(
+        model,
+        pinnlib.Helmholtz(),
+        n_interior=64,
+        n_boundary=32,
+        seed=0,
+        jit_compile=False,
+        chunk=10,
+    )
+    trainer.run(10, progress=False)  # trace first, so the interrupt lands during training
+    timer = threading.Timer(0.5, os.kill, args=(os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.warns(UserWarning, match="interrupted at step"):
+            history = trainer.run(10**6, progress=False, eval_every=10**6)
+    finally:
+        timer.cancel()
+    done = int(trainer.step.numpy())
+    assert 10 < done < 10**6
+    assert len(history.step) == done
+    assert history.step[-1] == done - 1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
