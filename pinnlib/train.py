@@ -269,8 +269,7 @@ class Trainer:
         eval_every = _check_int("eval_every", eval_every or max(steps // 20, 1), 1)
         grid, _ = self.pde.grid(eval_points)
         exact = self.pde.exact(grid)
-        manager = self._checkpoint_manager(checkpoint_dir, checkpoint_every)
-        checkpoint_every = self.checkpoint_every if manager is not None else None
+        manager, checkpoint_every = self._checkpoint_manager(checkpoint_dir, checkpoint_every)
         history = self.history
         self.halted.assign(False)
         start = int(self.step.numpy())
@@ -387,11 +386,12 @@ class Trainer:
         )
 
     def _checkpoint_manager(self, directory, every):
+        """``(manager, period)``; restores the newest checkpoint into a fresh trainer."""
         if directory is None:
             if every is not None:
                 raise ValueError("checkpoint_every needs a checkpoint_dir")
-            return None
-        self.checkpoint_every = _check_int("checkpoint_every", every or 1000, 1)
+            return None, None
+        every = _check_int("checkpoint_every", 1000 if every is None else every, 1)
         ckpt = self.checkpoint()
         manager = tf.train.CheckpointManager(ckpt, str(directory), max_to_keep=2)
         if manager.latest_checkpoint and int(self.step.numpy()) == 0:
@@ -400,19 +400,11 @@ class Trainer:
             if saved.exists():
                 self.history = History.load(saved).truncate(int(self.step.numpy()))
                 self._seconds = float(self.history.time[-1]) if self.history.time.size else 0.0
-        return manager
+        return manager, every
 
     def _save(self, manager, directory):
         manager.save(checkpoint_number=int(self.step.numpy()))
         self.history.save(Path(directory) / "history.npz")
-
-    @property
-    def checkpoint_every(self):
-        return self._checkpoint_every
-
-    @checkpoint_every.setter
-    def checkpoint_every(self, value):
-        self._checkpoint_every = value
 
 
 def _progress_bar(total, initial, enabled):
