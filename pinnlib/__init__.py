@@ -15,7 +15,12 @@ _import_tensorflow_quietly()
 
 from .balancing import Balancer, Fixed, GradNorm, LRAnnealing, ReLoBRaLo, SoftAdapt, Sum  # noqa: E402
 from .budget import budget, budget_name  # noqa: E402
-from .derivatives import derivatives, forward_derivatives, tape_derivatives  # noqa: E402
+from .derivatives import (  # noqa: E402
+    derivatives,
+    forward_derivatives,
+    laplacian,
+    tape_derivatives,
+)
 from .keras_model import PINNModel  # noqa: E402
 from .metrics import evaluate, mean_squared_error, relative_l2_error  # noqa: E402
 from .nn import mlp  # noqa: E402
@@ -38,6 +43,7 @@ __all__ = [
     "budget_name",
     "derivatives",
     "forward_derivatives",
+    "laplacian",
     "tape_derivatives",
     "PINNModel",
     "evaluate",
