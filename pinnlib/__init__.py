@@ -4,7 +4,7 @@ The small library behind the book "Balancing the losses". One concept a module:
 :mod:`~pinnlib.pdes` (the problems), :mod:`~pinnlib.nn` (the network),
 :mod:`~pinnlib.derivatives` (forward mode and nested tapes), :mod:`~pinnlib.balancing`
 (Sum, Fixed, SoftAdapt, LRAnnealing, GradNorm, ReLoBRaLo), :mod:`~pinnlib.train` (the compiled
-loop), :mod:`~pinnlib.keras_model` (the ``fit`` path), :mod:`~pinnlib.metrics`,
+loop), :mod:`~pinnlib.together` (several runs in one step), :mod:`~pinnlib.keras_model` (the ``fit`` path), :mod:`~pinnlib.metrics`,
 :mod:`~pinnlib.plot` and :mod:`~pinnlib.budget`.
 """
 
@@ -27,6 +27,7 @@ from .nn import mlp  # noqa: E402
 from .notebook import glue  # noqa: E402
 from .pdes import PDE, Burgers, Helmholtz, Kirchhoff, Poisson1D, cole_hopf  # noqa: E402
 from .plot import plot_error, plot_lambdas, plot_losses, plot_solution  # noqa: E402
+from .together import train_together  # noqa: E402
 from .train import History, Trainer, train  # noqa: E402
 
 __version__ = "0.1.0"
@@ -64,4 +65,5 @@ __all__ = [
     "History",
     "Trainer",
     "train",
+    "train_together",
 ]
