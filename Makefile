@@ -35,13 +35,14 @@ NBVAL_CELL_TIMEOUT := 600
 # Targets run one at a time: the steps share one environment and a 2-core budget.
 .NOTPARALLEL:
 
-.PHONY: help setup book test unit nbval book-strict execute bench lint format clean distclean
+.PHONY: help setup book test unit nbval book-strict execute bench bench-gpu lint format clean distclean
 
 help:
 	@echo "make book        build the HTML book into _build/html"
 	@echo "make test        ruff, pytest tests, nbval (PINNLIB_BUDGET=smoke), book build with -W"
 	@echo "make execute     execute notebooks in place at the full budget [NB=book/x.ipynb]"
 	@echo "make bench       install the bench extra and run benchmarks/run.py"
+	@echo "make bench-gpu   the speed table on a GPU machine"
 	@echo "make lint        ruff check + ruff format --check"
 	@echo "make format      ruff check --fix + ruff format"
 	@echo "make clean       remove build outputs and caches (keeps .venv)"
@@ -107,6 +108,10 @@ execute: setup
 bench: setup
 	$(PY) -m pip install -e ".[bench]"
 	$(PY) benchmarks/run.py
+
+# The same table on a GPU machine (installs TensorFlow's CUDA wheels; stops if no GPU is seen).
+bench-gpu: setup
+	PYTHON=$(PY) bash benchmarks/gpu.sh
 
 # --- Housekeeping ---------------------------------------------------------------------------
 clean:

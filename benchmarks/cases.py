@@ -65,6 +65,35 @@ def pinnlib_pair(problem: str, steps: int, warmup: int):
     return {name: sorted(r)[len(r) // 2] for name, r in rates.items()}
 
 
+def pinnlib_together(problem: str, steps: int, warmup: int, runs: int = 3):
+    """Run-steps per second: one run with ``pinnlib.train`` against ``runs`` runs in one
+    compiled step with ``pinnlib.train_together``, alternating twice in one process. Both rates
+    come from the histories (compilation excluded, chunked read-back included)."""
+    import pinnlib
+
+    pde = {"helmholtz": pinnlib.Helmholtz(), "kirchhoff": pinnlib.Kirchhoff()}[problem]
+    kwargs = {"input_range": (pde.lower, pde.upper)} if problem == "kirchhoff" else {}
+    common = dict(
+        steps=steps + warmup,
+        n_interior=N_INTERIOR,
+        n_boundary=N_BOUNDARY,
+        eval_every=10**9,
+        eval_points=8,
+        progress=False,
+        jit_compile=True,
+    )
+    rates = {"alone": [], "together": []}
+    for _ in range(2):
+        model = pinnlib.mlp(2, LAYERS, WIDTH, seed=0, **kwargs)
+        h = pinnlib.train(model, pde, pinnlib.ReLoBRaLo(pde.num_terms, seed=0), seed=0, **common)
+        rates["alone"].append(h.info["steps_per_second"])
+        models = [pinnlib.mlp(2, LAYERS, WIDTH, seed=s, **kwargs) for s in range(runs)]
+        balancers = [pinnlib.ReLoBRaLo(pde.num_terms, seed=s) for s in range(runs)]
+        hs = pinnlib.train_together(models, pde, balancers, seeds=list(range(runs)), **common)
+        rates["together"].append(runs * hs[0].info["steps_per_second"])
+    return {k: max(v) for k, v in rates.items()}
+
+
 # -- a plain nested-tape PINN, as one writes it from the TensorFlow docs ---------------------
 def plain_case(problem: str, steps: int, warmup: int, jit: bool = False):
     import keras
@@ -190,7 +219,8 @@ def deepxde_case(problem: str, steps: int, warmup: int):
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument(
-        "case", choices=["pinnlib", "pinnlib-tape", "pair", "plain", "plain-xla", "deepxde"]
+        "case",
+        choices=["pinnlib", "pinnlib-tape", "pair", "together", "plain", "plain-xla", "deepxde"],
     )
     parser.add_argument("problem", choices=["helmholtz", "kirchhoff"])
     parser.add_argument("--steps", type=int, default=300)
@@ -205,6 +235,8 @@ def main(argv=None):
         result = pinnlib_case(args.problem, args.steps, args.warmup)
     elif args.case == "pair":
         result = pinnlib_pair(args.problem, args.steps, args.warmup)
+    elif args.case == "together":
+        result = pinnlib_together(args.problem, args.steps, args.warmup)
     elif args.case == "plain":
         result = plain_case(args.problem, args.steps, args.warmup)
     elif args.case == "plain-xla":

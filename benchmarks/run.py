@@ -47,6 +47,9 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=300, help="timed steps per case")
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--quick", action="store_true", help="skip DeepXDE and Kirchhoff")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="alternating rounds over the cases; best kept"
+    )
     args = parser.parse_args(argv)
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
@@ -59,21 +62,35 @@ def main(argv=None) -> int:
         cases = ["pinnlib", "pinnlib-tape", "plain", "plain-xla"]
         if problem == "helmholtz" and not args.quick:
             cases.append("deepxde")
-        base = None
+        # Cases take turns, round after round, and each keeps its best round: a burst of other
+        # work on the machine then slows one round of a case, not the case.
+        best = {}
+        for _ in range(max(args.rounds, 1)):
+            for case in cases:
+                r = measure(case, problem, steps, args.warmup)
+                if r is None:
+                    continue
+                print(f"  measured {problem:9s} {case:13s} {r['result']:8.1f} steps/s", flush=True)
+                if case not in best or r["result"] > best[case]["result"]:
+                    best[case] = r
+        base = best["pinnlib"]["result"] if "pinnlib" in best else None
         for case in cases:
-            r = measure(case, problem, steps, args.warmup)
-            if r is None:
-                continue
-            if case == "pinnlib":
-                base = r["result"]
-            rows.append((problem, case, r["result"], r["peak_mb"], base))
-            print(f"  measured {problem:9s} {case:13s} {r['result']:8.1f} steps/s", flush=True)
+            if case in best:
+                rows.append((problem, case, best[case]["result"], best[case]["peak_mb"], base))
         pair = measure("pair", problem, steps, args.warmup)
         if pair:
             s, rl = pair["result"]["sum"], pair["result"]["relobralo"]
             rows.append((problem, "pinnlib Sum*", s, pair["peak_mb"], None))
             rows.append((problem, "pinnlib ReLoBRaLo*", rl, pair["peak_mb"], None))
             print(f"  ReLoBRaLo on {problem}: {100 * (s / rl - 1):+.1f} % time per step over Sum")
+        group = measure("together", problem, steps, args.warmup)
+        if group:
+            alone, together = group["result"]["alone"], group["result"]["together"]
+            rows.append((problem, "one run, train (ReLoBRaLo)+", alone, group["peak_mb"], None))
+            rows.append((problem, "3 runs, train_together+", together, group["peak_mb"], None))
+            print(
+                f"  3 runs together on {problem}: {together / alone:.2f}x the run-steps per second"
+            )
 
     names = {
         "pinnlib": "pinnlib (forward mode, XLA)",
@@ -89,7 +106,10 @@ def main(argv=None) -> int:
         ratio = f"{base / rate:.2f}x" if base and case in names else ""
         print(f"| {problem} | {names.get(case, case)} | {rate:.1f} | {ratio} | {peak:.0f} |")
     print(
+        f"\nsteps/s: best of {max(args.rounds, 1)} alternating rounds, each case in its own process."
         "\n* Sum and ReLoBRaLo measured interleaved in one process (median of 5 blocks of --steps steps)."
+        "\n+ run-steps per second (3 runs x steps/s for the group), best of 2 alternations in one"
+        " process, from the histories (compilation excluded, chunked read-back included)."
     )
     return 0
 

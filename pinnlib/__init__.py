@@ -30,7 +30,7 @@ from .plot import plot_error, plot_lambdas, plot_losses, plot_solution  # noqa: 
 from .together import train_together  # noqa: E402
 from .train import History, Trainer, train  # noqa: E402
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "Balancer",
