@@ -4,7 +4,7 @@ The small library behind the book "Balancing the losses". One concept a module:
 :mod:`~pinnlib.pdes` (the problems), :mod:`~pinnlib.nn` (the network),
 :mod:`~pinnlib.derivatives` (forward mode and nested tapes), :mod:`~pinnlib.balancing`
 (Sum, Fixed, SoftAdapt, LRAnnealing, GradNorm, ReLoBRaLo), :mod:`~pinnlib.train` (the compiled
-loop), :mod:`~pinnlib.together` (several runs in one step), :mod:`~pinnlib.keras_model` (the ``fit`` path), :mod:`~pinnlib.metrics`,
+loop), :mod:`~pinnlib.together` (several runs in one step), :mod:`~pinnlib.stacked`, :mod:`~pinnlib.keras_model` (the ``fit`` path), :mod:`~pinnlib.metrics`,
 :mod:`~pinnlib.plot` and :mod:`~pinnlib.budget`.
 """
 

@@ -37,6 +37,7 @@ import keras
 import tensorflow as tf
 
 from .nn import Affine, model_dtype
+from .stacked import StackedDense
 
 __all__ = [
     "derivatives",
@@ -52,8 +53,11 @@ MODES = ("auto", "forward", "tape")
 
 def _check_points(model: keras.Model, x: tf.Tensor) -> tf.Tensor:
     x = tf.convert_to_tensor(x)
-    if x.shape.rank != 2:
+    stack = getattr(model, "stack_size", None)
+    if stack is None and x.shape.rank != 2:
         raise ValueError(f"points must have shape (N, d), got {x.shape}")
+    if stack is not None and (x.shape.rank != 3 or x.shape[0] != stack):
+        raise ValueError(f"points for a stack of {stack} networks must be (S, N, d), got {x.shape}")
     inputs = model.inputs[0].shape[-1] if getattr(model, "inputs", None) else None
     if inputs is not None and x.shape[-1] != inputs:
         raise ValueError(f"points have {x.shape[-1]} columns but the model takes {inputs}")
@@ -86,6 +90,8 @@ def tape_derivatives(model, x, wanted: Iterable[MultiIndex]) -> dict[MultiIndex,
     Returns:
         ``{multi_index: tensor of shape (N, outputs)}``, always including the value.
     """
+    if getattr(model, "stack_size", None) is not None:
+        raise ValueError("a stack of networks supports forward mode only, not nested tapes")
     x = _check_points(model, x)
     dims = x.shape[-1]
     wanted = _normalise(wanted, dims)
@@ -172,12 +178,14 @@ def _plan(dims: int, wanted: list[MultiIndex]):
 def forward_supported(model, wanted: Iterable[MultiIndex], dims: int | None = None) -> bool:
     """Whether :func:`forward_derivatives` can handle this model and these multi-indices."""
     layers = getattr(model, "layers", None)
-    if not isinstance(model, keras.Sequential) or not layers:
+    stacked = getattr(model, "stack_size", None) is not None
+    if not (isinstance(model, keras.Sequential) or stacked) or not layers:
         return False
     for layer in layers:
         if isinstance(layer, (Affine, keras.layers.Rescaling)):
             continue
-        if not isinstance(layer, keras.layers.Dense) or _activation_name(layer) is None:
+        dense = isinstance(layer, (keras.layers.Dense, StackedDense))
+        if not dense or _activation_name(layer) is None:
             return False
     dims = dims or model.inputs[0].shape[-1]
     wanted = list(wanted)
@@ -253,7 +261,7 @@ def forward_derivatives(model, x, wanted: Iterable[MultiIndex]) -> dict[MultiInd
             f"derivatives up to order 4 plus (1, 1) and (2, 2) in 2-D; got {wanted}"
         )
     plan = _plan(dims, wanted)
-    n = tf.shape(x)[0]
+    n = tf.shape(x)[-2]
     h = x
     # derivs[k][j]: (j+1)-th derivative along direction k, None where it is identically zero.
     derivs = []
@@ -268,13 +276,13 @@ def forward_derivatives(model, x, wanted: Iterable[MultiIndex]) -> dict[MultiInd
             continue
         kernel, bias = layer.kernel, layer.bias
         # One matmul for the value and every full-size derivative; broadcast rows separately.
-        full = [d for ds in derivs for d in ds if d is not None and d.shape[0] != 1]
-        small = [d for ds in derivs for d in ds if d is not None and d.shape[0] == 1]
-        big = tf.concat([h, *full], axis=0) if full else h
+        full = [d for ds in derivs for d in ds if d is not None and d.shape[-2] != 1]
+        small = [d for ds in derivs for d in ds if d is not None and d.shape[-2] == 1]
+        big = tf.concat([h, *full], axis=-2) if full else h
         mapped = tf.matmul(big, kernel)
-        pieces = tf.split(mapped, [n] * (1 + len(full)), axis=0) if full else [mapped]
+        pieces = tf.split(mapped, [n] * (1 + len(full)), axis=-2) if full else [mapped]
         z = pieces[0] + bias
-        small_mapped = tf.matmul(tf.concat(small, 0), kernel) if small else None
+        small_mapped = tf.matmul(tf.concat(small, -2), kernel) if small else None
         it_full, i_small = iter(pieces[1:]), 0
         new = []
         for ds in derivs:
@@ -282,8 +290,8 @@ def forward_derivatives(model, x, wanted: Iterable[MultiIndex]) -> dict[MultiInd
             for d in ds:
                 if d is None:
                     row.append(None)
-                elif d.shape[0] == 1:
-                    row.append(small_mapped[i_small : i_small + 1])
+                elif d.shape[-2] == 1:
+                    row.append(small_mapped[..., i_small : i_small + 1, :])
                     i_small += 1
                 else:
                     row.append(next(it_full))
@@ -366,11 +374,11 @@ def _forward_laplacian(model, x):
         kernel, bias = layer.kernel, layer.bias
         if lap is None:  # before the first activation the gradient rows are constants
             z = tf.matmul(h, kernel) + bias
-            zg = tf.split(tf.matmul(tf.concat(grads, 0), kernel), dims, axis=0)
+            zg = tf.split(tf.matmul(tf.concat(grads, -2), kernel), dims, axis=-2)
             zl = None
         else:  # one matmul for value, gradient and Laplacian
-            mapped = tf.matmul(tf.concat([h, *grads, lap], 0), kernel)
-            z, *zg, zl = tf.split(mapped, dims + 2, axis=0)
+            mapped = tf.matmul(tf.concat([h, *grads, lap], -2), kernel)
+            z, *zg, zl = tf.split(mapped, dims + 2, axis=-2)
             z = z + bias
         if _activation_name(layer) == "linear":
             h, grads, lap = z, zg, zl

@@ -108,21 +108,25 @@ class PDE:
         raise NotImplementedError
 
     def losses(self, model, points: dict[str, tf.Tensor], mode: str = "auto") -> list[tf.Tensor]:
-        """Mean squared residual of every term, in the order of ``term_names``."""
+        """Mean squared residual of every term, in the order of ``term_names``.
+
+        Scalars; for a stack of networks (points of shape ``(S, N, dims)``), one per network.
+        """
         res = self.residuals(model, points, mode=mode)
-        return [tf.reduce_mean(tf.square(res[name])) for name in self.term_names]
+        return [tf.reduce_mean(tf.square(res[name]), axis=[-2, -1]) for name in self.term_names]
 
     def _derivatives(
         self, model, parts: Sequence[tf.Tensor], wanted: Sequence[MultiIndex], mode: str
     ) -> list[dict[MultiIndex, tf.Tensor]]:
         """Derivatives on several point sets in one pass through the network, split back."""
         self.check_model(model)
-        sizes = [tf.shape(p)[0] for p in parts]
-        x = parts[0] if len(parts) == 1 else tf.concat(list(parts), axis=0)
+        # Points are (N, dims), or (S, N, dims) for a stack of S networks: the point axis is -2.
+        sizes = [tf.shape(p)[-2] for p in parts]
+        x = parts[0] if len(parts) == 1 else tf.concat(list(parts), axis=-2)
         if not wanted:  # the value alone: a plain forward pass
-            return [{(0,) * self.dims: v} for v in tf.split(model(x), sizes, axis=0)]
+            return [{(0,) * self.dims: v} for v in tf.split(model(x), sizes, axis=-2)]
         d = derivatives(model, x, wanted, mode=mode)
-        split = {k: tf.split(v, sizes, axis=0) for k, v in d.items()}
+        split = {k: tf.split(v, sizes, axis=-2) for k, v in d.items()}
         return [{k: v[i] for k, v in split.items()} for i in range(len(parts))]
 
     def check_model(self, model) -> None:

@@ -84,7 +84,7 @@ class Burgers(PDE):
         (inner,) = self._derivatives(model, [points["interior"]], [(1, 0), (2, 0), (0, 1)], mode)
         ic, walls = self._derivatives(model, [points["initial"], points["walls"]], [], mode)
         u = inner[(0, 0)]
-        x0 = points["initial"][:, :1]
+        x0 = points["initial"][..., :1]
         return {
             "L_f": inner[(0, 1)] + u * inner[(1, 0)] - self.nu * inner[(2, 0)],
             "L_ic": ic[(0, 0)] + tf.sin(np.pi * x0),

@@ -44,7 +44,7 @@ class Helmholtz(PDE):
         }
 
     def source(self, points):
-        x, y = points[:, :1], points[:, 1:]
+        x, y = points[..., :1], points[..., 1:]
         a1, a2, k = self.a1 * np.pi, self.a2 * np.pi, self.k
         return (k**2 - a1**2 - a2**2) * tf.sin(a1 * x) * tf.sin(a2 * y)
 

@@ -98,7 +98,7 @@ class Kirchhoff(PDE):
         return points
 
     def load(self, points):
-        x, y = points[:, :1], points[:, 1:]
+        x, y = points[..., :1], points[..., 1:]
         return self.p0 * tf.sin(np.pi * x / self.width) * tf.sin(np.pi * y / self.height)
 
     def residuals(self, model, points, mode="auto"):
@@ -116,8 +116,8 @@ class Kirchhoff(PDE):
             else:
                 moment[name] = -D * (nu * d[(2, 0)] + d[(0, 2)])
         if self.boundary == "grouped":
-            res["L_b0"] = tf.concat([w[e] for e in _EDGES], axis=0)
-            res["L_b2"] = tf.concat([moment[e] for e in _EDGES], axis=0)
+            res["L_b0"] = tf.concat([w[e] for e in _EDGES], axis=-2)
+            res["L_b2"] = tf.concat([moment[e] for e in _EDGES], axis=-2)
         else:
             res.update({f"w_{e}": w[e] for e in _EDGES})
             res.update({f"M_{e}": moment[e] for e in _EDGES})
