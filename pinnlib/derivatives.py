@@ -24,6 +24,7 @@ sum instead of each second derivative ("forward Laplacian", Li et al. 2024): the
 ``2d + 1``, because for ``a = s(z)``::
 
     lap(a) = s'(z) lap(z) + s''(z) |grad z|^2
+
 Derivatives are named by multi-indices: ``(2, 0)`` is ``d^2/dx^2``, ``(2, 2)`` is
 ``d^4/dx^2 dy^2``. The chapter "Derivatives for PINNs" compares both paths (Griewank & Walther
 2008 cover the theory).
