@@ -167,9 +167,9 @@ def train_together(
                 seconds += time.perf_counter() - t0
                 _record(runs, per_run, done_total)
                 done_total += count
-                if stack is not None:
-                    stack.net.write_back()
                 if done_total % eval_every == 0 or done_total == steps:
+                    if stack is not None:  # the members' weights, for evaluating them
+                        stack.net.write_back()
                     for t in trainers:
                         rel, mse = evaluate(t.model, grid, exact)
                         t.history._append_eval(done_total, rel, mse, round(seconds, 4))
@@ -178,6 +178,8 @@ def train_together(
                     worst = max(t.history.rel_l2[-1] for t in trainers)
                     bar.set_postfix(runs=n, worst_rel_l2=f"{worst:.3e}")
     finally:
+        if stack is not None:  # also after an interrupt or a failed run
+            stack.net.write_back()
         if bar is not None:
             bar.close()
     if stop.raised:
