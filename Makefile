@@ -3,6 +3,7 @@
 #   make test      lint, unit tests, nbval at the smoke budget, strict (-W) book build
 #   make execute   re-run notebooks in place at the full budget (NB=book/x.ipynb for one)
 #   make bench     speed comparison (installs the bench extra)
+#   make study     the long-budget study (hours on a CPU; resumable; results/study)
 # Run `make help` for the full list.
 
 SHELL := /bin/bash
@@ -35,13 +36,15 @@ NBVAL_CELL_TIMEOUT := 600
 # Targets run one at a time: the steps share one environment and a 2-core budget.
 .NOTPARALLEL:
 
-.PHONY: help setup book test unit nbval book-strict execute bench bench-gpu lint format clean distclean
+.PHONY: help setup book test unit study study-smoke nbval book-strict execute bench bench-gpu lint format clean distclean
 
 help:
 	@echo "make book        build the HTML book into _build/html"
 	@echo "make test        ruff, pytest tests, nbval (PINNLIB_BUDGET=smoke), book build with -W"
 	@echo "make execute     execute notebooks in place at the full budget [NB=book/x.ipynb]"
 	@echo "make bench       install the bench extra and run benchmarks/run.py"
+	@echo "make study       the long-budget study into results/study (resumable) [JOBS=2]"
+	@echo "make study-smoke the same study code at a tiny budget (part of make test)"
 	@echo "make bench-gpu   the speed table on a GPU machine"
 	@echo "make lint        ruff check + ruff format --check"
 	@echo "make format      ruff check --fix + ruff format"
@@ -98,11 +101,24 @@ nbval: setup
 	fi
 
 # Runs in this order (.NOTPARALLEL below keeps it so even under make -j).
-test: lint unit nbval book-strict
+test: lint unit study-smoke nbval book-strict
 
 # --- Notebooks at the full budget -----------------------------------------------------------
 execute: setup
 	PINNLIB_BUDGET=full $(PY) tools/execute_notebooks.py $(NB)
+
+# --- The long-budget study (pinnlib/study.py, results/study/config.json) -----------------------
+# Finished runs are skipped and unfinished ones resume, so `make study` can be stopped and rerun.
+JOBS ?= 1
+study: setup
+	$(PY) -m pinnlib.study --jobs $(JOBS)
+	$(PY) -m pinnlib.study --status
+
+# The same code at a tiny budget, into a scratch folder (never into results/study).
+study-smoke: setup
+	rm -rf _build/study-smoke
+	$(PY) -m pinnlib.study --budget smoke --out _build/study-smoke --jobs 2
+	$(PY) -m pinnlib.study --budget smoke --out _build/study-smoke --status
 
 # --- Benchmarks -----------------------------------------------------------------------------
 bench: setup

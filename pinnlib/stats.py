@@ -1,0 +1,112 @@
+"""Summaries of several runs that do not mislead: tail errors, medians, collapsed runs.
+
+A PINN's error curve is noisy (points are resampled every step), so the *last* evaluation of a
+run is one draw from a band that can span a factor of several; and the errors of several seeds
+spread over orders of magnitude, so their arithmetic mean is set by the worst seed. The book
+therefore reports, for every method and problem:
+
+* the **tail error** of each run: the geometric mean of its relative L2 errors over the last
+  ``window`` fraction of training (:func:`tail_error`);
+* over seeds, the **median** and the **geometric mean** with the smallest and largest value
+  (:func:`summarize`);
+* runs whose network **collapsed** to (nearly) zero output, labelled as such: their relative
+  error is about one, which is the error of the zero function, not a partial success
+  (:func:`is_collapsed`).
+
+The chapter "Comparing the schemes" introduces these; every chapter that compares runs uses
+them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["tail_error", "is_collapsed", "Summary", "summarize", "ratio"]
+
+# A run whose prediction has less than this fraction of the exact solution's L2 norm has
+# collapsed to (nearly) the zero function.
+COLLAPSE_NORM = 0.05
+
+
+def tail_error(history, window: float = 0.1) -> float:
+    """Geometric mean of ``history.rel_l2`` over the evaluations in the last ``window`` of steps.
+
+    With evaluations every 5 % of training and ``window=0.1`` that is the last two or three
+    evaluations; at least the final one is always used. Returns NaN for a run without
+    evaluations.
+    """
+    if not 0 < window <= 1:
+        raise ValueError(f"window must be in (0, 1], got {window}")
+    steps = np.asarray(history.eval_step, dtype=np.float64)
+    errors = np.asarray(history.rel_l2, dtype=np.float64)
+    if errors.size == 0:
+        return float("nan")
+    last = steps[-1]
+    keep = steps >= last - window * last
+    keep[-1] = True
+    tail = errors[keep]
+    if np.any(~np.isfinite(tail)) or np.any(tail <= 0):
+        return float(tail[-1])
+    return float(np.exp(np.mean(np.log(tail))))
+
+
+def is_collapsed(prediction_norm: float) -> bool:
+    """Whether a run's output collapsed: ``||u_hat|| / ||u|| < COLLAPSE_NORM`` (5 %)."""
+    return bool(np.isfinite(prediction_norm) and prediction_norm < COLLAPSE_NORM)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Errors of one method over seeds: the values and robust statistics of them."""
+
+    values: tuple[float, ...]
+    collapsed: int = 0
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def median(self) -> float:
+        return float(np.median(self.values)) if self.values else float("nan")
+
+    @property
+    def geometric_mean(self) -> float:
+        v = np.asarray(self.values, dtype=np.float64)
+        if v.size == 0 or np.any(v <= 0) or np.any(~np.isfinite(v)):
+            return float("nan")
+        return float(np.exp(np.mean(np.log(v))))
+
+    @property
+    def low(self) -> float:
+        return float(np.min(self.values)) if self.values else float("nan")
+
+    @property
+    def high(self) -> float:
+        return float(np.max(self.values)) if self.values else float("nan")
+
+    def __str__(self) -> str:
+        text = f"{self.median:.3g} [{self.low:.3g}, {self.high:.3g}]"
+        if self.collapsed:
+            text += f" ({self.collapsed} of {self.n} collapsed)"
+        return text
+
+
+def summarize(values: Sequence[float], collapsed: Sequence[bool] | None = None) -> Summary:
+    """A :class:`Summary` of one method's per-seed errors (and which of its runs collapsed)."""
+    values = tuple(float(v) for v in values)
+    if collapsed is not None and len(collapsed) != len(values):
+        raise ValueError(f"got {len(values)} values but {len(collapsed)} collapsed flags")
+    return Summary(values, collapsed=int(sum(bool(c) for c in collapsed or ())))
+
+
+def ratio(method: Summary, baseline: Summary) -> float:
+    """``median(method) / median(baseline)``; NaN when either is missing."""
+    a, b = method.median, baseline.median
+    if not (math.isfinite(a) and math.isfinite(b)) or b == 0:
+        return float("nan")
+    return a / b
