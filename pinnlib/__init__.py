@@ -16,6 +16,7 @@ _import_tensorflow_quietly()
 from .balancing import Balancer, Fixed, GradNorm, LRAnnealing, ReLoBRaLo, SoftAdapt, Sum  # noqa: E402
 from .budget import budget, budget_name  # noqa: E402
 from .derivatives import (  # noqa: E402
+    bilaplacian,
     derivatives,
     forward_derivatives,
     laplacian,
@@ -42,6 +43,7 @@ __all__ = [
     "GradNorm",
     "budget",
     "budget_name",
+    "bilaplacian",
     "derivatives",
     "forward_derivatives",
     "laplacian",
