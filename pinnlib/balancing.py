@@ -12,6 +12,27 @@ balancer here shares one small base, :class:`Balancer`:
 * balancers that need per-term gradients (:class:`LRAnnealing`, :class:`GradNorm`) say so with
   ``needs_gradients = True``; the training step then passes ``grads=[grads of L_1, ...]``.
 
+Non-finite inputs are refused, never absorbed: one NaN loss fed to ReLoBRaLo would otherwise
+turn its weights (and, through ``lambda(t-1)``, every later weight) into NaN for good. Before
+anything is stored, :meth:`Balancer.update` checks that every loss term (and, for the
+balancers that take gradients, every per-term gradient it reads) is finite. What a refused
+call does depends on where it runs:
+
+* **eagerly** (a plain Python loop): it raises ``FloatingPointError`` naming the balancer, the
+  term's index and its value (``pinnlib.train`` raises the same type for the same fault);
+* **inside a** ``tf.function``: a ``tf.debugging.Assert`` raises
+  ``tf.errors.InvalidArgumentError`` with the same facts in its message;
+* **under XLA** (``jit_compile=True``): XLA compiles ``Assert`` to a no-op, so nothing can be
+  raised; the call then returns NaN weights (so a total built from them is NaN, visibly) and
+  leaves the state alone. A caller there must look at its losses itself, as pinnlib's
+  training step does.
+
+In every case the state (step, weights, remembered losses, generator) is bit-identical after
+the refused call, so the next finite call gives exactly what it would have given without it:
+in a graph the state changes sit inside a ``tf.cond`` on the check. A caller that has already
+ensured finite inputs may pass ``check=False`` to leave out the check and the ``tf.cond``.
+Balancers do not know the terms' names; the messages give the index (position in ``losses``).
+
 This file imports only TensorFlow and NumPy so that it can be copied alone into any project.
 The book introduces the schemes in the chapter "Balancing schemes" and ReLoBRaLo in "ReLoBRaLo
 piece by piece".
@@ -107,33 +128,133 @@ class Balancer(tf.Module):
         self.lambdas = tf.Variable(tf.ones([n], self.dtype), trainable=False, name="lambdas")
 
     # -- the public call ------------------------------------------------------------------
-    def __call__(self, losses: Sequence[tf.Tensor], grads=None) -> tf.Tensor:
+    def __call__(self, losses: Sequence[tf.Tensor], grads=None, *, check: bool = True) -> tf.Tensor:
         """Update the weights from this step's losses and return ``sum_i lambda_i * L_i``.
 
         Args:
             losses: sequence (or 1-D tensor) of ``num_terms`` scalar loss terms.
             grads: for balancers with ``needs_gradients``, one list of variable gradients per
                 term (``tape.gradient(L_i, variables)``); ignored otherwise.
+            check: refuse non-finite inputs (see :meth:`update`).
 
         Returns:
             The weighted total, differentiable through the losses but not through the weights.
         """
         stacked = self._stack(losses)
-        lambdas = self.update(stacked, grads)
+        lambdas = self.update(stacked, grads, check=check)
         return tf.reduce_sum(tf.cast(lambdas, stacked.dtype) * stacked)
 
-    def update(self, losses, grads=None) -> tf.Tensor:
-        """Compute, store and return this step's weights (constant, shape ``[num_terms]``)."""
+    def update(self, losses, grads=None, *, check: bool = True) -> tf.Tensor:
+        """Compute, store and return this step's weights (constant, shape ``[num_terms]``).
+
+        A non-finite loss term (or a non-finite entry in a per-term gradient the balancer
+        reads) is refused and nothing is stored: eagerly a ``FloatingPointError``, in a
+        ``tf.function`` a ``tf.errors.InvalidArgumentError``, under XLA NaN weights (the module
+        docstring explains why). ``check=False`` skips the check, for a caller that has already
+        made sure every input is finite; a non-finite input then poisons the state.
+        """
         stacked = self._stack(losses)
         if self.needs_gradients and grads is None:
             raise ValueError(f"{type(self).__name__} needs per-term gradients: pass grads=...")
         if grads is not None and len(grads) != self.num_terms:
             raise ValueError(f"expected gradients for {self.num_terms} terms, got {len(grads)}")
         values = tf.stop_gradient(tf.cast(stacked, self.dtype))
+        if not check:
+            return self._commit(values, grads)
+        read = self._gradients_read(grads) if self.needs_gradients else []
+        if tf.executing_eagerly():
+            self._refuse_non_finite(stacked, values, read)
+            return self._commit(values, grads)
+        ok, assertions = self._finite_in_graph(values, read)
+        with tf.control_dependencies(assertions):
+            return tf.cond(
+                ok,
+                lambda: self._commit(values, grads),
+                lambda: tf.fill([self.num_terms], tf.constant(float("nan"), self.dtype)),
+            )
+
+    def _commit(self, values: tf.Tensor, grads) -> tf.Tensor:
+        """The update proper: new weights from checked inputs, stored with the step count."""
         new = self._weights(values, grads)
         self.lambdas.assign(new)
         self.step.assign_add(1)
         return tf.stop_gradient(new)
+
+    # -- refusing non-finite inputs ---------------------------------------------------------
+    def _gradients_read(self, grads) -> list[tuple[int, int, tf.Tensor]]:
+        """``(term, variable index, gradient)`` for every gradient :meth:`_weights` reads."""
+        return [
+            (i, j, g) for i, term in enumerate(grads) for j, g in enumerate(term) if g is not None
+        ]
+
+    def _refuse_non_finite(self, stacked, values, read) -> None:
+        """Eagerly: a FloatingPointError naming the first non-finite term, else nothing."""
+        name = type(self).__name__
+        checked = values.numpy()
+        bad = np.flatnonzero(~np.isfinite(checked))
+        if bad.size:
+            i = int(bad[0])
+            raw = float(np.asarray(stacked)[i])
+            value = str(checked[i])
+            if math.isfinite(raw):  # finite as given, not in the balancer's dtype
+                value += f" ({raw!r} overflows {self.dtype.name})"
+            raise FloatingPointError(
+                f"{name}.update refused loss term {i}: it is {value} (losses: "
+                f"{checked.tolist()}); the balancer's state is unchanged. Skip this step or find "
+                "what diverged (a too large learning rate, a bad input)."
+            )
+        for i, j, g in read:
+            entries = np.asarray(g)
+            if not np.all(np.isfinite(entries)):
+                where = np.unravel_index(int(np.argmax(~np.isfinite(entries))), entries.shape)
+                raise FloatingPointError(
+                    f"{name}.update refused the gradients of loss term {i}: gradient {j} has "
+                    f"{entries[where]} at index {tuple(int(k) for k in where)}; the balancer's "
+                    "state is unchanged."
+                )
+
+    def _finite_in_graph(self, values, read):
+        """In a graph: ``(all finite, [Assert ops])``; the Asserts name the first bad term."""
+        name, n = type(self).__name__, self.num_terms
+        finite = tf.math.is_finite(values)
+        losses_ok = tf.reduce_all(finite)
+        bad = tf.argmax(tf.cast(tf.logical_not(finite), tf.int32))
+        assertions = [
+            tf.debugging.Assert(
+                losses_ok,
+                [
+                    f"{name}.update refused a non-finite loss: term",
+                    bad,
+                    "is",
+                    tf.gather(values, bad),
+                    "losses:",
+                    values,
+                    "the balancer's state is unchanged",
+                ],
+                summarize=max(n, 3),
+            )
+        ]
+        if not read:
+            return losses_ok, assertions
+        per_term = [[] for _ in range(n)]
+        for i, _, g in read:
+            per_term[i].append(tf.reduce_all(tf.math.is_finite(g)))
+        terms_ok = tf.stack(
+            [tf.reduce_all(tf.stack(f)) if f else tf.constant(True) for f in per_term]
+        )
+        grads_ok = tf.reduce_all(terms_ok)
+        bad_grad = tf.argmax(tf.cast(tf.logical_not(terms_ok), tf.int32))
+        assertions.append(
+            tf.debugging.Assert(
+                grads_ok,
+                [
+                    f"{name}.update refused the gradients of loss term",
+                    bad_grad,
+                    "has a non-finite entry; the balancer's state is unchanged",
+                ],
+            )
+        )
+        return tf.logical_and(losses_ok, grads_ok), assertions
 
     def _stack(self, losses) -> tf.Tensor:
         if isinstance(losses, (tf.Tensor, tf.Variable, np.ndarray)):
@@ -439,6 +560,11 @@ class GradNorm(Balancer):
         self.initial_losses = tf.Variable(
             tf.ones([self.num_terms], self.dtype), trainable=False, name="L0"
         )
+
+    def _gradients_read(self, grads):
+        """Only the shared variable's gradients enter the update, so only they are checked."""
+        j = self.shared_variable
+        return [(i, j, term[j]) for i, term in enumerate(grads) if term[j] is not None]
 
     def _weights(self, losses, grads):
         n = self.num_terms
