@@ -1,0 +1,133 @@
+"""What the stored study says: summaries, numbers for the prose, and the figures.
+
+:mod:`pinnlib.study` trains the grid and stores one History and one provenance record per run;
+this module turns those files into what the chapter "Comparing the schemes" shows. Every number
+the chapter glues comes from :func:`numbers`, and a test recomputes it from the stored files, so
+the prose and the results cannot drift apart.
+
+Each run is scored by its tail error (the geometric mean of its relative L2 error over the last
+10 % of training, :func:`pinnlib.stats.tail_error`); over seeds the median with the smallest
+and largest value is reported, and runs whose output collapsed to zero are counted separately
+(:func:`pinnlib.stats.is_collapsed`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .stats import Summary, is_collapsed, ratio, summarize, tail_error
+
+__all__ = ["PUBLISHED", "summaries", "numbers", "table", "plot_study"]
+
+# Published figures the study stands beside (relative L2 error), with their sources.
+PUBLISHED = {
+    "wang_helmholtz_plain": 1.81e-1,  # Wang, Teng & Perdikaris 2021, 4 x 50 tanh, 40 000 steps
+    "wang_helmholtz_annealing": 1.27e-2,  # the same, with learning-rate annealing
+    "article_helmholtz_reduction": 0.65,  # Bischof & Kraus 2021: ReLoBRaLo -65 % vs unweighted
+    "article_kirchhoff_factor": 10.0,  # Bischof & Kraus 2021: "more than an order of magnitude"
+}
+
+
+def summaries(results: dict) -> dict[tuple[str, str], Summary]:
+    """``{(problem, method): Summary of tail errors over seeds}`` for the loaded results
+    (:func:`pinnlib.study.load`)."""
+    grouped: dict[tuple[str, str], list] = {}
+    for (problem, method, _seed), (history, record) in sorted(results.items()):
+        grouped.setdefault((problem, method), []).append((history, record))
+    return {
+        key: summarize(
+            [tail_error(h) for h, _ in runs],
+            [is_collapsed(r.get("prediction_norm", float("nan"))) for _, r in runs],
+        )
+        for key, runs in grouped.items()
+    }
+
+
+def _methods(summary, problem):
+    return [m for (p, m) in summary if p == problem]
+
+
+def numbers(results: dict) -> dict[str, float | int | str]:
+    """Every number the chapter glues, by name (``study_<what>_<problem>[_<method>]``)."""
+    summary = summaries(results)
+    problems = sorted({p for p, _ in summary})
+    out: dict[str, float | int | str] = {}
+    records = [r for _, r in results.values()]
+    out["study_runs"] = len(records)
+    out["study_cpu_hours"] = sum(r["seconds"] for r in records) / 3600
+    out["study_pinnlib"] = ", ".join(sorted({r["pinnlib"] for r in records}))
+    out["study_commits"] = ", ".join(sorted({r["git_commit"][:7] for r in records}))
+    for problem in problems:
+        methods = _methods(summary, problem)
+        steps = {r["steps"] for (p, _, _), (_, r) in results.items() if p == problem}
+        seeds = {s for (p, _, s) in results if p == problem}
+        out[f"study_steps_{problem}"] = max(steps)
+        out[f"study_seeds_{problem}"] = len(seeds)
+        for method in methods:
+            s = summary[problem, method]
+            tag = f"{problem}_{method.replace('-', '_')}"
+            out[f"study_median_{tag}"] = s.median
+            out[f"study_low_{tag}"] = s.low
+            out[f"study_high_{tag}"] = s.high
+            out[f"study_collapsed_{tag}"] = s.collapsed
+            if "sum" in methods:
+                out[f"study_ratio_{tag}"] = ratio(s, summary[problem, "sum"])
+        order = sorted(methods, key=lambda m: summary[problem, m].median)
+        out[f"study_best_{problem}"] = order[0]
+        if "relobralo" in methods:
+            out[f"study_rank_{problem}_relobralo"] = order.index("relobralo") + 1
+            if "sum" in methods:
+                out[f"study_reduction_{problem}_relobralo"] = 1 - ratio(
+                    summary[problem, "relobralo"], summary[problem, "sum"]
+                )
+    return out
+
+
+def table(results: dict, labels: dict[str, str] | None = None) -> str:
+    """The summary as a Markdown table: median [min, max] tail error per problem and method."""
+    summary = summaries(results)
+    labels = labels or {}
+    problems = list(dict.fromkeys(p for p, _ in summary))
+    methods = list(dict.fromkeys(m for _, m in summary))
+    head = "| method | " + " | ".join(problems) + " |"
+    lines = [head, "|---|" + "---|" * len(problems)]
+    for method in methods:
+        cells = []
+        for problem in problems:
+            s = summary.get((problem, method))
+            if s is None:
+                cells.append("not run")
+                continue
+            text = str(s)
+            best = min(_methods(summary, problem), key=lambda m: summary[problem, m].median)
+            cells.append(f"**{text}**" if method == best else text)
+        lines.append(f"| {labels.get(method, method)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_study(results: dict, problem: str, ax=None, against: str = "step", labels=None):
+    """Median relative L2 error over seeds against step (or wall time), min-max band shaded."""
+    import matplotlib.pyplot as plt
+
+    if against not in ("step", "time"):
+        raise ValueError(f"against must be 'step' or 'time', got {against!r}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 4))
+    labels = labels or {}
+    methods = list(dict.fromkeys(m for (p, m, _) in results if p == problem))
+    if not methods:
+        raise ValueError(f"no stored results for problem {problem!r}")
+    for method in methods:
+        runs = [h for (p, m, _), (h, _) in sorted(results.items()) if p == problem and m == method]
+        errors = np.array([h.rel_l2 for h in runs])
+        x = runs[0].eval_step if against == "step" else np.median([h.time for h in runs], axis=0)
+        (line,) = ax.semilogy(x, np.median(errors, axis=0), label=labels.get(method, method))
+        ax.fill_between(
+            x, errors.min(axis=0), errors.max(axis=0), color=line.get_color(), alpha=0.15
+        )
+    ax.set(
+        xlabel="training step" if against == "step" else "training wall time (s)",
+        ylabel="relative L2 error",
+        title=f"{problem}: median of {len(runs)} seeds (band: min to max)",
+    )
+    return ax
