@@ -1,6 +1,6 @@
 # Build, test and execute the book "Balancing the Losses" and its package pinnlib.
 #   make book      HTML book in _build/html (renders stored notebook outputs; executes nothing)
-#   make test      lint, unit tests, nbval at the smoke budget, strict (-W) book build
+#   make test      lint, unit tests, nbval at the smoke budget, strict (-W) book build, browser test
 #   make execute   re-run notebooks in place at the full budget (NB=book/x.ipynb for one)
 #   make bench     speed comparison (installs the bench extra)
 #   make study     the long-budget study (hours on a CPU; resumable; results/study)
@@ -36,11 +36,12 @@ NBVAL_CELL_TIMEOUT := 600
 # Targets run one at a time: the steps share one environment and a 2-core budget.
 .NOTPARALLEL:
 
-.PHONY: help setup book test unit study study-smoke nbval book-strict execute bench bench-gpu lint format clean distclean
+.PHONY: help setup book test unit study study-smoke nbval book-strict browser-deps browser execute bench bench-gpu lint format clean distclean
 
 help:
 	@echo "make book        build the HTML book into _build/html"
-	@echo "make test        ruff, pytest tests, nbval (PINNLIB_BUDGET=smoke), book build with -W"
+	@echo "make test        ruff, pytest tests, nbval (PINNLIB_BUDGET=smoke), book build with -W, browser"
+	@echo "make browser     open every page of the strict build in headless Chromium (tests/browser)"
 	@echo "make execute     execute notebooks in place at the full budget [NB=book/x.ipynb]"
 	@echo "make bench       install the bench extra and run benchmarks/run.py"
 	@echo "make study       the long-budget study into results/study (resumable) [JOBS=2]"
@@ -100,8 +101,30 @@ nbval: setup
 	    --nbval-cell-timeout=$(NBVAL_CELL_TIMEOUT) -p no:cacheprovider $$nbs; \
 	fi
 
+# --- Browser test of the built book (tests/browser) ------------------------------------------
+# Debian's chromium + chromium-driver (installed with apt when missing; CI runs as root) and
+# MathJax 3 from npm (the pages load it from a CDN, which CI cannot reach; the test's server
+# hands the browser this copy instead). Nothing is downloaded while the test runs.
+BROWSER_DEPS := _build/browser-deps
+MATHJAX_VERSION := 3.2.2
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  echo "installing chromium and chromium-driver"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \
+	fi
+	@if [ ! -f $(BROWSER_DEPS)/node_modules/mathjax/es5/tex-mml-chtml.js ]; then \
+	  command -v npm >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y npm; }; \
+	  npm install --prefix $(BROWSER_DEPS) --no-save --no-audit --no-fund --loglevel=error \
+	    mathjax@$(MATHJAX_VERSION); \
+	fi
+
+# Every page of _toc.yml from the strict build (make book-strict), at 1280 and 400 px;
+# screenshots in _build/screenshots.
+browser: setup browser-deps
+	$(PY) -m pytest tests/browser -p no:cacheprovider
+
 # Runs in this order (.NOTPARALLEL below keeps it so even under make -j).
-test: lint unit study-smoke nbval book-strict
+test: lint unit study-smoke nbval book-strict browser
 
 # --- Notebooks at the full budget -----------------------------------------------------------
 execute: setup
