@@ -74,13 +74,38 @@ def numbers(results: dict) -> dict[str, float | int | str]:
                 out[f"study_ratio_{tag}"] = ratio(s, summary[problem, "sum"])
         order = sorted(methods, key=lambda m: summary[problem, m].median)
         out[f"study_best_{problem}"] = order[0]
+        out[f"study_methods_{problem}"] = len(methods)
         if "relobralo" in methods:
             out[f"study_rank_{problem}_relobralo"] = order.index("relobralo") + 1
             if "sum" in methods:
                 out[f"study_reduction_{problem}_relobralo"] = 1 - ratio(
                     summary[problem, "relobralo"], summary[problem, "sum"]
                 )
+        out[f"study_verdict_{problem}"] = _verdict(summary, problem, order, len(seeds))
     return out
+
+
+# What the ReLoBRaLo article claims, as the largest ratio to the unweighted error that meets it.
+CLAIMS = {
+    "helmholtz": (1 - PUBLISHED["article_helmholtz_reduction"], "about 65 % lower error"),
+    "kirchhoff": (1 / PUBLISHED["article_kirchhoff_factor"], "more than an order of magnitude"),
+}
+
+
+def _verdict(summary, problem, order, seeds) -> str:
+    """One sentence on ReLoBRaLo against the unweighted sum (and the article's claim)."""
+    if "relobralo" not in order or "sum" not in order:
+        return "has no stored ReLoBRaLo and Sum runs to compare yet"
+    r = ratio(summary[problem, "relobralo"], summary[problem, "sum"])
+    text = (
+        f"gives ReLoBRaLo a median error {r:.2f} times the unweighted sum's over {seeds} seeds, "
+        f"rank {order.index('relobralo') + 1} of the {len(order)} methods stored"
+    )
+    if problem in CLAIMS:
+        limit, claim = CLAIMS[problem]
+        held = "holds" if r <= limit else "does not hold"
+        text += f"; the article's claim of {claim} {held} at this budget"
+    return text
 
 
 def table(results: dict, labels: dict[str, str] | None = None) -> str:
