@@ -57,7 +57,7 @@ def run(directory=None, steps=STEPS):
         steps=steps,
         n_interior=64,
         n_boundary=2,
-        learning_rate=1e-2,
+        learning_rate=3e-3,
         seed=0,
         eval_points=16,
         progress=False,
@@ -138,10 +138,35 @@ def test_sigkill_loses_at_most_one_checkpoint_period(tmp_path):
     assert killed - every <= start <= killed, (killed, start)
     assert seen == list(range(start + 1, steps + 1))  # every remaining step, once
 
-    # The uninterrupted run: same history (the saved part and the rest) and final weights.
+    # The uninterrupted run: same history (the saved part and the rest) and final weights. Two
+    # uninterrupted runs themselves differ in the last bits (threaded CPU reductions), and Adam
+    # carries such differences along: 1.5e-4 relative in a weight after 240 steps was seen.
+    # The step-by-step history checks where the resume started; these tolerances check the rest.
     ref_model, full = child.run()
+    close = dict(rtol=1e-3, atol=1e-5)
     np.testing.assert_array_equal(resumed.step, np.arange(steps))
-    np.testing.assert_allclose(resumed.losses, full.losses, rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(resumed.lambdas, full.lambdas, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(resumed.losses, full.losses, **close)
+    np.testing.assert_allclose(resumed.lambdas, full.lambdas, **close)
     for a, b in zip(model.get_weights(), ref_model.get_weights()):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(a, b, **close)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="pinnlib's engine writes the checkpoint before history.npz (not atomically), so a "
+    "kill between the two resumes with one period of history rows missing; remove this "
+    "marker when the engine saves the history first (or atomically with the checkpoint)",
+)
+def test_kill_between_checkpoint_and_history_writes(tmp_path):
+    # The state a SIGKILL leaves when it lands after the checkpoint of step 2 * EVERY is
+    # written but before history.npz is: the newest checkpoint with the previous history.
+    script = tmp_path / "kill_child.py"
+    script.write_text(CHILD, encoding="utf-8")
+    child = load_child(script)
+    every, ckpt = child.EVERY, tmp_path / "ckpt"
+    child.run(ckpt, steps=every)
+    older = (ckpt / "history.npz").read_bytes()
+    child.run(ckpt, steps=2 * every)
+    (ckpt / "history.npz").write_bytes(older)
+    _, resumed = child.run(ckpt, steps=3 * every)
+    np.testing.assert_array_equal(resumed.step, np.arange(3 * every))
