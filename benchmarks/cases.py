@@ -69,8 +69,8 @@ def _problem(problem: str, jets: bool = False):
 
 
 def _step(trainer):
-    """The trainer's compiled step (``Trainer.train_step`` where pinnlib has it)."""
-    return getattr(trainer, "train_step", None) or trainer._step_fn
+    """The trainer's compiled step: ``Trainer.train_step`` (one step, nothing read back)."""
+    return trainer.train_step
 
 
 def pinnlib_case(problem: str, steps: int, warmup: int, mode: str = "auto", jets: bool = False):

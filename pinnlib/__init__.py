@@ -3,9 +3,10 @@
 The small library behind the book "Balancing the losses". One concept a module:
 :mod:`~pinnlib.pdes` (the problems), :mod:`~pinnlib.nn` (the network),
 :mod:`~pinnlib.derivatives` (forward mode and nested tapes), :mod:`~pinnlib.balancing`
-(Sum, Fixed, SoftAdapt, LRAnnealing, GradNorm, ReLoBRaLo), :mod:`~pinnlib.train` (the compiled
-loop), :mod:`~pinnlib.together` (several runs in one step), :mod:`~pinnlib.stacked`, :mod:`~pinnlib.keras_model` (the ``fit`` path), :mod:`~pinnlib.metrics`,
-:mod:`~pinnlib.plot` and :mod:`~pinnlib.budget`.
+(Sum, Fixed, SoftAdapt, LRAnnealing, GradNorm, ReLoBRaLo), :mod:`~pinnlib.training` (the
+engine: one compiled step and one loop for one run or many, and the ``fit`` path),
+:mod:`~pinnlib.stacked` (several networks as one), :mod:`~pinnlib.validation` (argument
+checks), :mod:`~pinnlib.metrics`, :mod:`~pinnlib.plot` and :mod:`~pinnlib.budget`.
 """
 
 from ._quiet import import_tensorflow_quietly as _import_tensorflow_quietly
@@ -22,16 +23,21 @@ from .derivatives import (  # noqa: E402
     laplacian,
     tape_derivatives,
 )
-from .keras_model import PINNModel  # noqa: E402
 from .metrics import evaluate, mean_squared_error, relative_l2_error  # noqa: E402
 from .nn import mlp  # noqa: E402
 from .notebook import glue  # noqa: E402
 from .pdes import PDE, Burgers, Helmholtz, Kirchhoff, Poisson1D, cole_hopf  # noqa: E402
 from .plot import plot_error, plot_lambdas, plot_losses, plot_solution  # noqa: E402
-from .together import train_together  # noqa: E402
-from .train import History, Trainer, train  # noqa: E402
+from .training import (  # noqa: E402
+    History,
+    NonFiniteLossError,
+    PINNModel,
+    Trainer,
+    train,
+    train_together,
+)
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"  # the one place the version is written (pyproject.toml reads it)
 
 __all__ = [
     "Balancer",
@@ -65,6 +71,7 @@ __all__ = [
     "plot_error",
     "plot_solution",
     "History",
+    "NonFiniteLossError",
     "Trainer",
     "train",
     "train_together",

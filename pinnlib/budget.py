@@ -3,6 +3,9 @@
 Every notebook asks :func:`budget` for its step counts and point sets. The environment
 variable ``PINNLIB_BUDGET`` chooses: ``full`` (the default, what a reader running a chapter
 gets) or ``smoke`` (what ``make test`` sets so nbval runs every notebook in seconds).
+It is book policy, read by the notebooks only: no pinnlib function changes its behaviour with
+it (a notebook that wants XLA only at the full budget passes
+``jit_compile=pinnlib.budget(True, False)``).
 
 A misspelt name would silently give the full budget (hours instead of seconds), so reading the
 budget also warns, once per process and name, about environment variables that look like a

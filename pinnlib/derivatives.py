@@ -38,8 +38,9 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
-from .nn import Affine, model_dtype
+from .nn import Affine, activation_name, model_dtype
 from .stacked import StackedDense
+from .validation import check_choice
 
 __all__ = [
     "derivatives",
@@ -142,14 +143,8 @@ def tape_derivatives(model, x, wanted: Iterable[MultiIndex]) -> dict[MultiIndex,
 
 # -- forward mode ----------------------------------------------------------------------------
 def _activation_name(layer) -> str | None:
-    act = getattr(layer, "activation", None)
-    if act is None or act is keras.activations.linear:
-        return "linear"
-    if act is keras.activations.tanh:
-        return "tanh"
-    if getattr(act, "__name__", "") == "_sin":
-        return "sin"
-    return None
+    """The layer's activation by identity in :data:`pinnlib.nn.ACTIVATIONS` (None: unknown)."""
+    return activation_name(getattr(layer, "activation", None))
 
 
 def _plan(dims: int, wanted: list[MultiIndex]):
@@ -186,7 +181,7 @@ def forward_supported(model, wanted: Iterable[MultiIndex], dims: int | None = No
     if not (isinstance(model, keras.Sequential) or stacked) or not layers:
         return False
     for layer in layers:
-        if isinstance(layer, (Affine, keras.layers.Rescaling)):
+        if isinstance(layer, Affine):
             continue
         dense = isinstance(layer, (keras.layers.Dense, StackedDense))
         if not dense or _activation_name(layer) is None:
@@ -273,7 +268,7 @@ def forward_derivatives(model, x, wanted: Iterable[MultiIndex]) -> dict[MultiInd
         v = tf.constant([vector], dtype=x.dtype)
         derivs.append([v] + [None] * (order - 1))
     for layer in model.layers:
-        if isinstance(layer, (Affine, keras.layers.Rescaling)):
+        if isinstance(layer, Affine):
             scale = tf.convert_to_tensor(layer.scale, x.dtype)
             h = h * scale + tf.convert_to_tensor(layer.offset, x.dtype)
             derivs = [[None if d is None else d * scale for d in ds] for ds in derivs]
@@ -350,8 +345,7 @@ def derivatives(model, x, wanted: Iterable[MultiIndex], mode: str = "auto"):
     Returns:
         ``{multi_index: (N, outputs) tensor}``, including the value at ``(0, ..., 0)``.
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    check_choice("mode", mode, MODES)
     wanted = list(wanted)
     if mode == "tape" or (mode == "auto" and not forward_supported(model, wanted)):
         return tape_derivatives(model, x, wanted)
@@ -369,7 +363,7 @@ def _forward_laplacian(model, x):
     ]
     lap = None
     for layer in model.layers:
-        if isinstance(layer, (Affine, keras.layers.Rescaling)):
+        if isinstance(layer, Affine):
             scale = tf.convert_to_tensor(layer.scale, x.dtype)
             h = h * scale + tf.convert_to_tensor(layer.offset, x.dtype)
             grads = [g * scale for g in grads]
@@ -409,8 +403,7 @@ def laplacian(model, x, mode: str = "auto") -> tuple[tf.Tensor, tf.Tensor]:
     Returns:
         ``(u, lap)``, both of shape ``(N, outputs)``.
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    check_choice("mode", mode, MODES)
     x = _check_points(model, x)
     dims = x.shape[-1]
     pure = [tuple(2 if j == i else 0 for j in range(dims)) for i in range(dims)]
@@ -496,7 +489,7 @@ def _forward_bilaplacian(model, x) -> BiLaplacian:
     ]
     hess = glap = bilap = None
     for layer in model.layers:
-        if isinstance(layer, (Affine, keras.layers.Rescaling)):
+        if isinstance(layer, Affine):
             scale = tf.convert_to_tensor(layer.scale, x.dtype)
             h = h * scale + tf.convert_to_tensor(layer.offset, x.dtype)
             grads = [g * scale for g in grads]
@@ -562,8 +555,7 @@ def bilaplacian(model, x, mode: str = "auto") -> BiLaplacian:
     Returns:
         A :class:`BiLaplacian` of ``(N, outputs)`` tensors.
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    check_choice("mode", mode, MODES)
     x = _check_points(model, x)
     dims = x.shape[-1]
     use_forward = forward_supported(model, [], dims)

@@ -13,19 +13,36 @@ works through the nested-tape path. Introduced in the chapter "A PINN from scrat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
 
-__all__ = ["mlp", "Affine", "ACTIVATIONS", "model_dtype"]
+from .validation import check_choice, check_float, check_int
 
-#: Activations that forward-mode differentiation knows (any Keras activation works with tapes).
-ACTIVATIONS = ("tanh", "sin")
+__all__ = ["mlp", "Affine", "ACTIVATIONS", "activation_name", "sine", "model_dtype"]
 
 
-def _sin(x):
+def sine(x):
+    """The sine activation ``sin(x)`` (SIREN-style networks; ``mlp(..., activation="sin")``)."""
     return keras.ops.sin(x)
+
+
+#: The activations :func:`mlp` offers and forward mode knows, by name. A layer's activation is
+#: recognised by *identity* with one of these functions (:func:`activation_name`), so a
+#: look-alike function of the same name is not mistaken for one; any Keras activation still
+#: works through nested tapes.
+ACTIVATIONS: dict[str, Callable] = {"tanh": keras.activations.tanh, "sin": sine}
+
+
+def activation_name(activation) -> str | None:
+    """``"linear"``, a name from :data:`ACTIVATIONS`, or ``None`` for any other activation."""
+    if activation is None or activation is keras.activations.linear:
+        return "linear"
+    for name, function in ACTIVATIONS.items():
+        if activation is function:
+            return name
+    return None
 
 
 class Affine(keras.layers.Layer):
@@ -82,14 +99,10 @@ def mlp(
         A built ``keras.Sequential``.
     """
     for label, value in (("inputs", inputs), ("layers", layers), ("width", width)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{label} must be an integer >= 1, got {value!r}")
-    if isinstance(outputs, bool) or not isinstance(outputs, (int, np.integer)) or outputs < 1:
-        raise ValueError(f"outputs must be an integer >= 1, got {outputs!r}")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
-    if dtype not in ("float32", "float64"):
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        check_int(label, value, 1)
+    check_int("outputs", outputs, 1)
+    check_choice("activation", activation, tuple(ACTIVATIONS))
+    check_choice("dtype", dtype, ("float32", "float64"))
     if seed is None:
         seed = int(np.random.default_rng().integers(2**31 - 1))
 
@@ -103,7 +116,7 @@ def mlp(
             )
         scale = 2.0 / (upper - lower)
         stack.append(Affine(scale, offset=-1.0 - lower * scale, dtype=dtype, name="to_unit"))
-    act = "tanh" if activation == "tanh" else _sin
+    act = ACTIVATIONS[activation]
     for i in range(layers):
         init = keras.initializers.GlorotNormal(seed=seed + i)
         stack.append(
@@ -114,12 +127,10 @@ def mlp(
     init = keras.initializers.GlorotNormal(seed=seed + layers)
     stack.append(keras.layers.Dense(outputs, kernel_initializer=init, dtype=dtype, name="output"))
     if output_scale is not None:
-        if not np.isfinite(output_scale) or output_scale == 0:
+        if check_float("output_scale", output_scale) == 0:
             raise ValueError(f"output_scale must be finite and non-zero, got {output_scale}")
         stack.append(Affine(float(output_scale), dtype=dtype, name="scale_out"))
-    model = keras.Sequential(stack, name=name)
-    model.pinnlib_activation = activation
-    return model
+    return keras.Sequential(stack, name=name)
 
 
 def model_dtype(model) -> str:

@@ -102,9 +102,9 @@ def make_history(seed=0, steps=30):
     h = History(("L_f", "L_b"))
     losses = 10.0 ** rng.uniform(-3, 1, (steps, 2))
     lambdas = rng.uniform(0.5, 1.5, (steps, 2))
-    h._append_steps(np.arange(steps), losses, lambdas, (losses * lambdas).sum(axis=1))
+    h.extend(0, losses, lambdas)
     for s in range(0, steps + 1, 10):
-        h._append_eval(s, 0.5 / (1 + s), 0.1 / (1 + s), 0.01 * s)
+        h.record_evaluation(s, 0.5 / (1 + s), 0.1 / (1 + s), 0.01 * s)
     return h
 
 

@@ -20,6 +20,7 @@ The book build renders these stored outputs (it never executes notebooks), and
 from __future__ import annotations
 
 import argparse
+import ast
 import datetime as dt
 import os
 import site
@@ -33,22 +34,19 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from toc_notebooks import ROOT, toc_notebooks
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    tomllib = None
-
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 
 
 def pinnlib_version() -> str:
-    """The version in pyproject.toml (the single source of truth), else the installed one."""
-    if tomllib is not None:
-        with open(ROOT / "pyproject.toml", "rb") as f:
-            return tomllib.load(f)["project"]["version"]
-    from importlib.metadata import version  # Python 3.10: no tomllib
-
-    return version("pinnlib")
+    """``pinnlib.__version__`` as written in pinnlib/__init__.py (the one place it is written;
+    pyproject.toml reads it too), without importing pinnlib and TensorFlow."""
+    source = (ROOT / "pinnlib" / "__init__.py").read_text(encoding="utf-8")
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == [
+            "__version__"
+        ]:
+            return ast.literal_eval(node.value)
+    raise RuntimeError("pinnlib/__init__.py does not set __version__")
 
 
 def _machine_prefixes() -> list[tuple[str, str]]:

@@ -15,25 +15,10 @@ import numpy as np
 import tensorflow as tf
 
 from ..derivatives import MultiIndex, derivatives
+from ..validation import check_int, check_positive
 
+# check_positive is re-exported for PDE subclasses (the chapter "Your own PDE" uses it).
 __all__ = ["PDE", "check_positive"]
-
-
-def check_positive(name: str, value: float) -> float:
-    """``float(value)`` or a ValueError naming the parameter when it is not finite and > 0."""
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {value!r}") from None
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value}")
-    return value
-
-
-def _check_count(name: str, value: int, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 class PDE:
@@ -41,12 +26,26 @@ class PDE:
 
     Subclasses set ``term_names``, ``lower``/``upper`` (the box domain), ``coordinates`` and
     implement :meth:`sample`, :meth:`residuals` and :meth:`exact`.
+
+    ``supports_stacking`` says whether :meth:`residuals` also accepts the points of a *stack*
+    of ``S`` networks, shape ``(S, N, dims)`` (index coordinates as ``p[..., :1]``, join point
+    sets along axis ``-2``); :func:`pinnlib.train_together` then stacks same-size networks into
+    one batched network. It is ``False`` unless a class sets it; pinnlib's own problems do. A
+    subclass that overrides :meth:`sample`, :meth:`residuals` or :meth:`losses` starts again
+    from ``False`` unless its own class body sets it, since the new code makes a new promise.
     """
 
     term_names: tuple[str, ...] = ()
     coordinates: tuple[str, ...] = ("x", "y")
     lower: tuple[float, ...] = ()
     upper: tuple[float, ...] = ()
+    supports_stacking: bool = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own = vars(cls)
+        if "supports_stacking" not in own and {"sample", "residuals", "losses"} & set(own):
+            cls.supports_stacking = False
 
     @property
     def dims(self) -> int:
@@ -71,8 +70,9 @@ class PDE:
         raise NotImplementedError
 
     def check_sizes(self, n_interior: int, n_boundary: int) -> None:
-        _check_count("n_interior", n_interior)
-        _check_count("n_boundary", n_boundary, self.min_boundary)
+        """Raise unless both point counts are integers (``n_boundary >= min_boundary``)."""
+        check_int("n_interior", n_interior, 1)
+        check_int("n_boundary", n_boundary, self.min_boundary)
 
     min_boundary = 1
 
@@ -158,7 +158,7 @@ class PDE:
 
     def grid(self, n: int = 256) -> tuple[np.ndarray, tuple[int, ...]]:
         """A dense ``n``-per-axis grid over the domain: ``(points (n**dims, dims), shape)``."""
-        _check_count("n", n, 2)
+        check_int("n", n, 2)
         axes = [np.linspace(lo, hi, n) for lo, hi in zip(self.lower, self.upper)]
         mesh = np.meshgrid(*axes, indexing="ij")
         return np.stack([m.reshape(-1) for m in mesh], axis=1), tuple(m.shape for m in mesh)[0]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from ..validation import check_int
 from .base import PDE, check_positive
 
 __all__ = ["Burgers", "cole_hopf"]
@@ -30,8 +31,7 @@ def cole_hopf(x, t, nu: float = 0.01 / np.pi, nodes: int = 200, chunk: int = 409
     """
     nu = check_positive("nu", nu)
     # NumPy's hermgauss overflows (NaN nodes) past about 370; 100 already reach 1e-14 here.
-    if isinstance(nodes, bool) or not isinstance(nodes, (int, np.integer)) or not 2 <= nodes <= 300:
-        raise ValueError(f"nodes must be an integer in [2, 300], got {nodes!r}")
+    nodes = check_int("nodes", nodes, 2, 300)
     x, t = np.broadcast_arrays(np.asarray(x, np.float64), np.asarray(t, np.float64))
     if np.any(t < 0):
         raise ValueError("t must be >= 0")
@@ -61,6 +61,7 @@ class Burgers(PDE):
     coordinates = ("x", "t")
     lower, upper = (-1.0, 0.0), (1.0, 1.0)
     min_boundary = 4
+    supports_stacking = True
 
     def __init__(self, nu: float = 0.01 / np.pi):
         self.nu = check_positive("nu", nu)

@@ -28,6 +28,7 @@ class Helmholtz(PDE):
     coordinates = ("x", "y")
     lower, upper = (-1.0, -1.0), (1.0, 1.0)
     min_boundary = 4
+    supports_stacking = True
 
     def __init__(self, k: float = 1.0, a1: float = 1, a2: float = 4):
         self.k = check_positive("k", k)

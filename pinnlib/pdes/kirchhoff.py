@@ -46,6 +46,7 @@ class Kirchhoff(PDE):
 
     coordinates = ("x", "y")
     min_boundary = 4
+    supports_stacking = True
 
     def __init__(
         self,

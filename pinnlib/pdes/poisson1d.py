@@ -22,6 +22,7 @@ class Poisson1D(PDE):
     term_names = ("L_f", "L_b")
     coordinates = ("x",)
     lower, upper = (0.0,), (1.0,)
+    supports_stacking = True
 
     def sample(self, n_interior, n_boundary, generator=None, dtype="float32"):
         self.check_sizes(n_interior, n_boundary)

@@ -1,0 +1,33 @@
+"""The training engine: one compiled step and one Python loop for one run or many.
+
+A reader can follow it top to bottom, one small module a concept:
+
+* :mod:`~pinnlib.training.step`: the one balanced-gradient step (loss terms, finiteness guard,
+  balancer, weighted gradients, optimizer), shared by every way pinnlib trains, and
+  :class:`~pinnlib.training.step.NonFiniteLossError`;
+* :mod:`~pinnlib.training.runs`: a run's state (:class:`~pinnlib.training.runs.Run`) and the
+  layouts that put runs into one compiled step: separate networks (one run, or several
+  grouped) or several same-size networks stacked into one batched network;
+* :mod:`~pinnlib.training.loop`: the only Python loop (chunks, read-back, evaluation,
+  progress bar, interrupt, checkpoints);
+* :mod:`~pinnlib.training.history`: what a run records;
+* the front ends :mod:`~pinnlib.training.trainer` (:func:`pinnlib.train`,
+  :class:`pinnlib.Trainer`), :mod:`~pinnlib.training.together`
+  (:func:`pinnlib.train_together`) and :mod:`~pinnlib.training.keras_model`
+  (:class:`pinnlib.PINNModel`, the ``fit`` path).
+
+How one training step flows (all of it inside one ``tf.function``)::
+
+    PDE.sample ─► points ─► model ─► derivatives ─► loss terms L_i ─► finite? ─► balancer λ
+      ─► gradient of Σ λ_i L_i (λ constant) ─► optimizer.apply ─► step + 1
+                                              └─► (losses, λ) ─► read back once per chunk
+                                                   ─► History, evaluation, checkpoint
+"""
+
+from .history import History
+from .keras_model import PINNModel
+from .step import NonFiniteLossError
+from .together import train_together
+from .trainer import Trainer, train
+
+__all__ = ["History", "NonFiniteLossError", "PINNModel", "Trainer", "train", "train_together"]

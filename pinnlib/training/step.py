@@ -1,0 +1,147 @@
+"""The one training step: loss terms, finiteness guard, balancer, weighted gradients, apply.
+
+Every way pinnlib trains goes through :func:`balanced_step`: a single run
+(:class:`pinnlib.Trainer`), several runs stacked into one batched network
+(:func:`pinnlib.train_together`) and the Keras path (:class:`pinnlib.PINNModel`)::
+
+    losses L_i  ──► all finite? ──no──► skip: nothing changes, λ = NaN, halted = True
+                        │yes
+                        ▼
+    balancer: λ = update(L)  (constants: no gradient flows through them)
+                        ▼
+    gradient of Σ_i λ_i L_i  (one backward pass, or Σ_i λ_i ∇L_i from per-term gradients
+                        ▼      when the balancer needs those)
+    optimizer.apply, step counter + 1
+
+The guard runs *before* the optimizer and the balancer see the step, so a NaN or infinite loss
+term leaves weights, optimizer moments and balancer state as they were (Bischof & Kraus 2021
+keep the weights in the balancer's memory: one NaN there would poison every later step). Once
+``halted`` is set, later calls skip too, until the caller (which reads the losses back only
+every few steps) clears it; it then raises :class:`NonFiniteLossError` naming the run, step and
+term. Introduced in the chapter "A PINN from scratch"; the stacked form in "Derivatives for
+PINNs".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import keras
+import tensorflow as tf
+
+from ..balancing import Balancer
+
+__all__ = ["NonFiniteLossError", "balanced_step"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss term became NaN or infinite; training stopped before applying that step.
+
+    A ``FloatingPointError``, so code that catches that keeps working.
+
+    Attributes:
+        term: the name of the first non-finite term.
+        value: its value (``nan``, ``inf`` or ``-inf``).
+        step: the step whose losses were not finite (it was not applied).
+        run: the index of the failing run among several, ``None`` for a single run.
+        histories: the :class:`~pinnlib.training.history.History` of every run so far.
+        history: the failing run's history (``None`` where none is kept, e.g. in ``fit``).
+    """
+
+    def __init__(self, term: str, value: float, step: int, run: int | None = None, histories=()):
+        self.term, self.value, self.step, self.run = term, float(value), int(step), run
+        self.histories = list(histories)
+        self.history = self.histories[run or 0] if self.histories else None
+        where = "" if run is None else f"run {run}: "
+        if run is None:
+            stopped, kept = "training stopped", "the history so far is in error.history"
+        else:
+            stopped = "training of all runs stopped"
+            kept = "the histories so far are in error.histories"
+        if not self.histories:
+            kept = "no step after it was applied"
+        super().__init__(
+            f"{where}loss term {term!r} became {self.value} at step {self.step}; {stopped} before "
+            f"applying that step ({kept})"
+        )
+
+
+def _gradients(tape, term, variables) -> list[tf.Tensor]:
+    """Gradient of one loss term; zeros for variables it does not depend on (e.g. the output
+    bias for a term made of derivatives only)."""
+    grads = tape.gradient(term, variables)
+    return [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
+
+
+def _scaled(weight: tf.Tensor, grad: tf.Tensor) -> tf.Tensor:
+    """``weight * grad``; a weight per stacked run (shape ``(S,)``) scales slice ``s``."""
+    if weight.shape.rank == 0:
+        return weight * grad
+    return tf.reshape(weight, [-1] + [1] * (grad.shape.rank - 1)) * grad
+
+
+def _weights(balancers: Sequence[Balancer], losses: tf.Tensor, per_term) -> tf.Tensor:
+    """This step's weights, shaped like ``losses``: one balancer per run."""
+    if losses.shape.rank == 1:  # one run
+        (balancer,) = balancers
+        grads = per_term if balancer.needs_gradients else None
+        # check=False: the guard has already seen that every loss is finite.
+        return tf.cast(balancer.update(losses, grads, check=False), losses.dtype)
+    rows = []
+    for s, balancer in enumerate(balancers):  # run s owns slice s of every gradient
+        grads = [[g[s] for g in term] for term in per_term] if balancer.needs_gradients else None
+        rows.append(tf.cast(balancer.update(losses[s], grads, check=False), losses.dtype))
+    return tf.stack(rows)
+
+
+def balanced_step(
+    loss_terms: Callable[[], Sequence[tf.Tensor]],
+    variables: Sequence[tf.Variable],
+    balancers: Sequence[Balancer],
+    optimizer: keras.optimizers.Optimizer,
+    halted: tf.Variable,
+    counter: tf.Variable,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """One guarded, balanced gradient step; call it inside a ``tf.function``.
+
+    Args:
+        loss_terms: returns the loss terms, one tensor per term name: scalars for one run, or
+            ``(S,)`` vectors for ``S`` stacked runs, where run ``s`` depends only on slice ``s``
+            (leading axis) of every variable.
+        variables: the trainable variables (the optimizer must already be built for them).
+        balancers: one balancer per run.
+        optimizer: applies the weighted gradients.
+        halted: a boolean variable; a non-finite loss sets it and, while it is set, the step
+            is skipped.
+        counter: an integer variable counting the applied steps.
+
+    Returns:
+        ``(losses, lambdas)``: shape ``(terms,)`` for one run, ``(S, terms)`` for a stack;
+        ``lambdas`` is NaN where the step was skipped.
+    """
+    needs = any(b.needs_gradients for b in balancers)
+    with tf.GradientTape(persistent=needs) as tape:
+        terms = list(loss_terms())
+        losses = tf.stack(terms, axis=-1)
+    finite = tf.reduce_all(tf.math.is_finite(losses))
+
+    def apply():
+        per_term = [_gradients(tape, t, variables) for t in terms] if needs else None
+        lambdas = _weights(balancers, losses, per_term)
+        if needs:
+            grads = [
+                tf.add_n([_scaled(lambdas[..., i], term[j]) for i, term in enumerate(per_term)])
+                for j in range(len(variables))
+            ]
+        else:  # one backward pass of sum_i lambda_i L_i, lambda held constant
+            grads = tape.gradient(losses, variables, output_gradients=lambdas)
+        optimizer.apply(grads, variables)
+        counter.assign_add(1)
+        return lambdas
+
+    def skip():
+        return tf.fill(tf.shape(losses), tf.constant(float("nan"), losses.dtype))
+
+    lambdas = tf.cond(tf.logical_and(finite, tf.logical_not(halted)), apply, skip)
+    halted.assign(tf.logical_or(halted, tf.logical_not(finite)))
+    return losses, lambdas

@@ -1,0 +1,180 @@
+"""One run: :func:`train` and the :class:`Trainer` behind it (chapter "A PINN from scratch").
+
+``train(model, pde, balancer, steps=...)`` builds a :class:`Trainer` (a
+:class:`~pinnlib.training.runs.Run` in a one-run
+:class:`~pinnlib.training.runs.SeparateRuns` layout) and runs the loop of
+:mod:`pinnlib.training.loop`. Keep a ``Trainer`` to train in several calls (the step is
+compiled once) or to call the compiled step yourself (:meth:`Trainer.train_step`).
+
+Reliability: a loss term that turns NaN or infinite stops the run at that step, *before* the
+optimizer or the balancer sees it, with a :class:`~pinnlib.training.step.NonFiniteLossError`
+(a ``FloatingPointError``) naming the step and the term; the history so far is attached as
+``error.history``. With ``checkpoint_dir`` the model, optimizer, balancer, sampling generator
+and step counter are saved every ``checkpoint_every`` steps and a later call resumes from the
+newest checkpoint, continuing exactly as an uninterrupted run would. Interrupting the kernel
+stops after the current chunk and returns the history so far.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from ..balancing import Balancer
+from ..pdes.base import PDE
+from ..validation import check_int, check_positive
+from .history import History
+from .loop import train_runs
+from .runs import Run, SeparateRuns
+
+__all__ = ["Trainer", "train"]
+
+
+class Trainer:
+    """Holds the compiled step for one model, PDE, balancer and optimizer.
+
+    :func:`train` is the usual entry point; use a ``Trainer`` to call :meth:`run` several
+    times (the compiled function is built once).
+
+    Args:
+        model: a Keras model mapping points to one output.
+        pde: the problem (:mod:`pinnlib.pdes`).
+        balancer: a :class:`pinnlib.balancing.Balancer` with ``pde.num_terms`` terms
+            (default :class:`~pinnlib.balancing.Sum`).
+        n_interior, n_boundary: collocation points drawn afresh every step.
+        learning_rate: Adam's learning rate, unless ``optimizer`` is given.
+        optimizer: a Keras 3 optimizer.
+        seed: seed of the point-sampling generator (``None``: nondeterministic).
+        jit_compile: XLA-compile the step (default; faster on CPU and GPU, but compiling takes
+            seconds: notebooks pass ``pinnlib.budget(True, False)`` so that their smoke tests
+            skip it). ``False`` for debugging.
+        derivative_mode: ``"auto"``, ``"forward"`` or ``"tape"`` (:mod:`pinnlib.derivatives`).
+        chunk: steps between read-backs of the history (the progress bar's granularity).
+
+    Attributes:
+        model, pde, balancer, optimizer: as given (``balancer`` and ``optimizer`` filled in).
+        generator: the point sampler (a ``tf.random.Generator``).
+        step: the number of steps applied so far (a ``tf.Variable``).
+        history: the :class:`~pinnlib.training.history.History` of the run so far.
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        pde: PDE,
+        balancer: Balancer | None = None,
+        n_interior: int = 1024,
+        n_boundary: int = 1024,
+        learning_rate: float = 1e-3,
+        optimizer: keras.optimizers.Optimizer | None = None,
+        seed: int | None = None,
+        jit_compile: bool = True,
+        derivative_mode: str = "auto",
+        chunk: int = 100,
+    ):
+        self.chunk = check_int("chunk", chunk, 1)
+        if optimizer is None:
+            optimizer = keras.optimizers.Adam(check_positive("learning_rate", learning_rate))
+        run = Run(model, pde, balancer, optimizer, seed, n_interior, n_boundary, derivative_mode)
+        self._run, self._layout = run, SeparateRuns([run], jit_compile)
+        self.model, self.pde, self.balancer, self.optimizer = model, pde, run.balancer, optimizer
+        self.generator, self.step, self.dtype = run.generator, run.step, run.dtype
+        self.n_interior, self.n_boundary = run.n_interior, run.n_boundary
+        self.derivative_mode, self.jit_compile = derivative_mode, self._layout.jit_compile
+
+    @property
+    def history(self) -> History:
+        return self._run.history
+
+    def train_step(self) -> tuple[tf.Tensor, tf.Tensor]:
+        """Run exactly one compiled training step; return its ``(losses, lambdas)`` tensors.
+
+        Nothing is read back (call ``.numpy()`` when you need the numbers), so timing a loop of
+        these calls measures the step itself; the history is not extended. A step whose loss
+        terms are not all finite is not applied: its ``lambdas`` are NaN and the trainer stays
+        halted (later steps are skipped too) until the next :meth:`run`.
+        """
+        return self._layout.train_step()
+
+    def run(
+        self,
+        steps: int,
+        eval_every: int | None = None,
+        eval_points: int = 256,
+        progress: bool = True,
+        checkpoint_dir: str | Path | None = None,
+        checkpoint_every: int | None = None,
+    ) -> History:
+        """Train until ``self.step == steps`` (a total, so a resumed run continues).
+
+        Arguments as in :func:`train`. Returns the :class:`History` (also ``self.history``).
+        """
+        schedule = (steps, eval_every, eval_points, progress, checkpoint_dir, checkpoint_every)
+        (history,) = train_runs(self._layout, *schedule, self.chunk)
+        return history
+
+    def checkpoint(self) -> tf.train.Checkpoint:
+        """A ``tf.train.Checkpoint`` of everything that determines the rest of the run."""
+        return self._layout.checkpoint()
+
+
+def train(
+    model: keras.Model,
+    pde: PDE,
+    balancer: Balancer | None = None,
+    steps: int = 1000,
+    n_interior: int = 1024,
+    n_boundary: int = 1024,
+    learning_rate: float = 1e-3,
+    optimizer: keras.optimizers.Optimizer | None = None,
+    seed: int | None = None,
+    eval_every: int | None = None,
+    eval_points: int = 256,
+    progress: bool = True,
+    jit_compile: bool = True,
+    derivative_mode: str = "auto",
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int | None = None,
+    chunk: int = 100,
+) -> History:
+    """Train ``model`` on ``pde`` for ``steps`` Adam steps with points resampled every step.
+
+    Args:
+        model: network from :func:`pinnlib.mlp` (or any Keras model with one output).
+        pde: the problem, e.g. :class:`pinnlib.Helmholtz`.
+        balancer: loss balancer (default: the unweighted :class:`pinnlib.Sum`).
+        steps: total number of steps (a resumed run continues up to this number).
+        n_interior, n_boundary: collocation points per step.
+        learning_rate: Adam learning rate (ignored when ``optimizer`` is given).
+        optimizer: a Keras 3 optimizer instead of Adam.
+        seed: seed of the sampling generator; with seeded model and balancer the run repeats
+            (to float rounding; XLA and non-XLA steps draw different point streams).
+        eval_every: measure the error on the grid every this many steps (default steps/20).
+        eval_points: grid points per axis for the error.
+        progress: show a tqdm progress bar.
+        jit_compile: XLA-compile the training step (default ``True``; see :class:`Trainer`).
+        derivative_mode: ``"auto"``, ``"forward"`` or ``"tape"``.
+        checkpoint_dir: save a checkpoint (and ``history.npz``) here and resume from it.
+        checkpoint_every: checkpoint period in steps (default 1000).
+        chunk: steps between read-backs of the history.
+
+    Returns:
+        The :class:`History`. Raises :class:`~pinnlib.training.step.NonFiniteLossError` (a
+        ``FloatingPointError``, with ``.history``) when a loss term turns NaN or infinite.
+    """
+    trainer = Trainer(
+        model,
+        pde,
+        balancer,
+        n_interior=n_interior,
+        n_boundary=n_boundary,
+        learning_rate=learning_rate,
+        optimizer=optimizer,
+        seed=seed,
+        jit_compile=jit_compile,
+        derivative_mode=derivative_mode,
+        chunk=chunk,
+    )
+    return trainer.run(steps, eval_every, eval_points, progress, checkpoint_dir, checkpoint_every)
