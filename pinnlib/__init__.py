@@ -37,7 +37,7 @@ from .training import (  # noqa: E402
     train_together,
 )
 
-__version__ = "0.3.0"  # the one place the version is written (pyproject.toml reads it)
+__version__ = "0.2.0"  # the one place the version is written (pyproject.toml reads it)
 
 __all__ = [
     "Balancer",
