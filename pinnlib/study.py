@@ -44,7 +44,16 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Run", "load_config", "plan", "run_one", "run_study", "load", "write_manifest"]
+__all__ = [
+    "Run",
+    "load_config",
+    "plan",
+    "run_one",
+    "run_study",
+    "load",
+    "find_results",
+    "write_manifest",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "results" / "study" / "config.json"
@@ -371,6 +380,16 @@ def write_manifest(config: dict, out: str | Path) -> dict:
     }
     _write_json(out / "manifest.json", manifest)
     return manifest
+
+
+def find_results() -> Path | None:
+    """The stored study's folder, or None: ``$PINNLIB_STUDY``, then ``results/study`` next to the
+    current folder or above it (a chapter runs from ``book/``), then a clone ``relobralo-book/``
+    in the current folder (Colab)."""
+    candidates = [Path(p) for p in [os.environ.get("PINNLIB_STUDY")] if p]
+    candidates += [Path("results/study"), Path("../results/study")]
+    candidates += [Path("relobralo-book/results/study"), DEFAULT_OUT]
+    return next((p for p in candidates if (p / "manifest.json").exists()), None)
 
 
 def load(out: str | Path = DEFAULT_OUT, tuning: bool = False) -> dict:

@@ -20,7 +20,7 @@ from pinnlib import report, study
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "results" / "study"
-CHAPTER = ROOT / "book" / "12_comparison.ipynb"
+CHAPTERS = [ROOT / "book" / "12_comparison.ipynb", ROOT / "book" / "10_relobralo.ipynb"]
 
 pytestmark = pytest.mark.skipif(
     not (OUT / "manifest.json").exists(), reason="no stored study results yet"
@@ -88,11 +88,12 @@ def _glued(notebook) -> dict[str, str]:
     return values
 
 
-def test_the_chapter_glues_the_numbers_of_the_stored_files():
-    notebook = nbformat.read(CHAPTER, as_version=4)
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_the_chapter_glues_the_numbers_of_the_stored_files(chapter):
+    notebook = nbformat.read(chapter, as_version=4)
     glued = {k: v for k, v in _glued(notebook).items() if k.startswith("study_")}
     if not glued:
-        pytest.skip("the comparison chapter does not show the study yet")
+        pytest.skip(f"{chapter.name} does not show the study yet")
     results = study.load(OUT)
     versions = {record["pinnlib"] for _, record in results.values()}
     assert versions == {notebook.metadata["pinnlib"]["version"]}, (
