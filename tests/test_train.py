@@ -459,3 +459,19 @@ def test_interrupt_returns_the_history_so_far():
     assert len(history.step) == done
     assert history.step[-1] == done - 1
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+# -- the progress bar -------------------------------------------------------------------------
+def test_progress_bar_is_text_on_stdout_and_dates_its_error(tiny, small, capsys):
+    # Without ipywidgets (as under `make execute`) the bar is text on stdout, not an stderr box
+    # in the rendered book, and the error it shows names the step it was measured at.
+    pde = Helmholtz()
+    kw = {**small, "progress": True}
+    pinnlib.train(tiny(pde), pde, steps=30, eval_every=20, chunk=10, seed=0, **kw)
+    out, err = capsys.readouterr()
+    final = out.split("\r")[-1]
+    assert "30/30" in final and "rel_l2=" in final
+    # The last evaluation is at the end (step 30); one line earlier the error was from step 20.
+    assert final.rstrip().endswith("at step 30]")
+    assert any(line.rstrip().endswith("at step 20]") for line in out.split("\r"))
+    assert "30/30" not in err

@@ -21,6 +21,7 @@ few per cent of the training time.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -160,12 +161,15 @@ def _describe(layout: RunLayout, now: int, done: int, timed: float, compiled_bef
 
 
 def _postfix(layout: RunLayout) -> dict[str, str]:
+    """The bar's numbers: the latest total loss, and the error with the step it was measured
+    at (errors are measured only at evaluations, so the bar may run ahead of them)."""
     histories = [run.history for run in layout.runs]
+    at = int(histories[0].eval_step[-1])
     if len(histories) == 1:
         h = histories[0]
-        return {"loss": f"{h.total[-1]:.3e}", "rel_l2": f"{h.rel_l2[-1]:.3e}"}
+        return {"loss": f"{h.total[-1]:.3e}", "rel_l2": f"{h.rel_l2[-1]:.3e} at step {at}"}
     worst = max(h.rel_l2[-1] for h in histories)
-    return {"runs": str(len(histories)), "worst_rel_l2": f"{worst:.3e}"}
+    return {"runs": str(len(histories)), "worst_rel_l2": f"{worst:.3e} at step {at}"}
 
 
 class _Evaluation:
@@ -262,15 +266,24 @@ class _Checkpoints:
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):
+    """A tqdm bar: a widget in Jupyter/Colab when ipywidgets is there, else a text bar.
+
+    The text bar goes to stdout (stderr shows as an error box in the rendered book) and
+    redraws itself with carriage returns, which the book build collapses to its final state
+    (``nb_merge_streams``), so a stored notebook shows one clean line per run.
+    """
     if not enabled:
         return None
-    try:  # a widget bar in Jupyter/Colab when ipywidgets is there, else a text bar
+    try:
         import ipywidgets  # noqa: F401
         from tqdm.auto import tqdm
+
+        kwargs = {}
     except ImportError:
         from tqdm.std import tqdm
 
-    return tqdm(total=total, initial=initial, unit="step", mininterval=0.5, dynamic_ncols=True)
+        kwargs = {"file": sys.stdout, "ncols": 110, "ascii": False}
+    return tqdm(total=total, initial=initial, unit="step", mininterval=0.5, **kwargs)
 
 
 class _InterruptFlag:
