@@ -17,7 +17,15 @@ import numpy as np
 
 from .stats import Summary, is_collapsed, ratio, summarize, tail_error
 
-__all__ = ["PUBLISHED", "summaries", "numbers", "table", "plot_study"]
+__all__ = [
+    "PUBLISHED",
+    "summaries",
+    "numbers",
+    "table",
+    "plot_study",
+    "tuning_summaries",
+    "tuning_table",
+]
 
 # Published figures the study stands beside (relative L2 error), with their sources.
 PUBLISHED = {
@@ -156,3 +164,51 @@ def plot_study(results: dict, problem: str, ax=None, against: str = "step", labe
         title=f"{problem}: median of {len(runs)} seeds (band: min to max)",
     )
     return ax
+
+
+# -- the fixed weights' tuning ---------------------------------------------------------------
+def tuning_summaries(tuning_results: dict) -> dict[str, dict[tuple[float, ...], Summary]]:
+    """``{problem: {weights: Summary of tail errors over the tuning seeds}}``.
+
+    ``tuning_results`` is ``pinnlib.study.load(out, tuning=True)``: the candidate weight vectors
+    each trained on the tuning seeds (not the study's) for a fraction of the budget. The study
+    picked, per problem, the candidate with the lowest median (its ``choice.json``); recomputing
+    it here from the stored runs lets the chapter show the whole sweep, not only its winner.
+    """
+    grouped: dict[str, dict[tuple[float, ...], list]] = {}
+    for (problem, _name, _seed), (history, record) in sorted(tuning_results.items()):
+        weights = tuple(float(w) for w in record["spec"]["balancer"]["weights"])
+        grouped.setdefault(problem, {}).setdefault(weights, []).append((history, record))
+    return {
+        problem: {
+            weights: summarize(
+                [tail_error(h) for h, _ in runs],
+                [is_collapsed(r.get("prediction_norm", float("nan"))) for _, r in runs],
+            )
+            for weights, runs in candidates.items()
+        }
+        for problem, candidates in grouped.items()
+    }
+
+
+def tuning_table(tuning_results: dict, term_names: dict[str, tuple[str, ...]] | None = None) -> str:
+    """The tuning sweep as a Markdown table: per problem and candidate weight vector, the tail
+    error's median [min, max] over the tuning seeds and the steps trained; the pick in bold."""
+    summary = tuning_summaries(tuning_results)
+    steps = {p: r["steps"] for (p, _, _), (_, r) in tuning_results.items()}
+    seeds = {p: sorted({s for (q, _, s) in tuning_results if q == p}) for p in summary}
+    lines = [
+        "| problem | weights | tail error: median [best, worst] | steps | seeds |",
+        "|---|---|---|---|---|",
+    ]
+    for problem, candidates in summary.items():
+        best = min(candidates, key=lambda w: candidates[w].median)
+        names = (term_names or {}).get(problem)
+        for weights, s in candidates.items():
+            w = ", ".join(f"{v:g}" for v in weights)
+            if names:
+                w = ", ".join(f"{n} {v:g}" for n, v in zip(names, weights))
+            text = f"**{s}**" if weights == best else str(s)
+            seeds_text = ", ".join(str(k) for k in seeds[problem])
+            lines.append(f"| {problem} | {w} | {text} | {steps[problem]} | {seeds_text} |")
+    return "\n".join(lines)

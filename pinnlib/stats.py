@@ -11,7 +11,9 @@ therefore reports, for every method and problem:
   (:func:`summarize`);
 * runs whose network **collapsed** to (nearly) zero output, labelled as such: their relative
   error is about one, which is the error of the zero function, not a partial success
-  (:func:`is_collapsed`).
+  (:func:`is_collapsed`);
+* the **relative cost of a step**, timed in interleaved blocks within one process
+  (:func:`interleaved_times`, :func:`relative_cost`), not one run after another.
 
 The chapter "Comparing the schemes" introduces these; every chapter that compares runs uses
 them.
@@ -20,12 +22,21 @@ them.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["tail_error", "is_collapsed", "Summary", "summarize", "ratio"]
+__all__ = [
+    "tail_error",
+    "is_collapsed",
+    "Summary",
+    "summarize",
+    "ratio",
+    "interleaved_times",
+    "relative_cost",
+]
 
 # A run whose prediction has less than this fraction of the exact solution's L2 norm has
 # collapsed to (nearly) the zero function.
@@ -110,3 +121,94 @@ def ratio(method: Summary, baseline: Summary) -> float:
     if not (math.isfinite(a) and math.isfinite(b)) or b == 0:
         return float("nan")
     return a / b
+
+
+# -- the price of a step, measured fairly -------------------------------------------------------
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def interleaved_times(
+    steps: dict[str, Callable[[], object]],
+    rounds: int = 5,
+    block_steps: int = 100,
+    warmup: int = 1,
+    clocks: dict[str, Callable[[], float]] | None = None,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Seconds per step of several step functions, timed in turns within one process.
+
+    Timing one run after another on a shared machine lets a change of load pass for a
+    difference between methods. Here each of ``rounds`` rounds times one block of
+    ``block_steps`` calls of every function in turn (the order rotates from round to round), so
+    the functions of a round share the same machine state. Before each block ``warmup`` untimed
+    calls run; a block ends by reading back its last call's outputs (``.numpy()``), which waits
+    for work still running asynchronously. Pass steps that are already compiled, such as
+    :meth:`pinnlib.Trainer.train_step` of a trainer that has run, so that no block traces.
+
+    Every block is read on each of ``clocks`` (default: ``"wall"``, :func:`time.perf_counter`,
+    and ``"cpu"``, :func:`time.process_time`, the processor time of this process summed over
+    its threads: on a machine shared with other programs the steadier of the two, since it
+    does not count the time spent waiting for a core).
+
+    Returns ``{clock: {name: seconds per step, one value per round}}``, names in the order given.
+    """
+    rounds = _check_count("rounds", rounds)
+    block_steps = _check_count("block_steps", block_steps)
+    if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 0:
+        raise ValueError(f"warmup must be an integer >= 0, got {warmup!r}")
+    if not steps:
+        raise ValueError("steps must name at least one step function")
+    clocks = dict(CLOCKS if clocks is None else clocks)
+    if not clocks:
+        raise ValueError("clocks must name at least one clock")
+    names = list(steps)
+    times = {c: {name: [] for name in names} for c in clocks}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            step = steps[name]
+            for _ in range(warmup):
+                _wait(step())
+            start = {c: clock() for c, clock in clocks.items()}
+            for _ in range(block_steps):
+                out = step()
+            _wait(out)
+            for c, clock in clocks.items():
+                times[c][name].append((clock() - start[c]) / block_steps)
+    return {c: {n: np.asarray(v, dtype=np.float64) for n, v in t.items()} for c, t in times.items()}
+
+
+def relative_cost(times: dict[str, np.ndarray], baseline: str) -> dict[str, Summary]:
+    """Time per step of each function relative to ``baseline``, from one clock of
+    :func:`interleaved_times` (``times["cpu"]`` or ``times["wall"]``).
+
+    The ratio is taken within each round (2 means twice the baseline's time per step) and
+    summarised over the rounds: the median with the smallest and the largest round. The
+    baseline against itself is 1 by construction; to see the machine's noise, time a second
+    copy of the baseline (another compiled trainer of the same method) as one more entry.
+    """
+    if baseline not in times:
+        raise ValueError(f"baseline {baseline!r} is not among the timed steps {list(times)}")
+    base = np.asarray(times[baseline], dtype=np.float64)
+    out = {}
+    for name, t in times.items():
+        t = np.asarray(t, dtype=np.float64)
+        if t.shape != base.shape:
+            raise ValueError(f"{name!r} has {t.size} rounds but {baseline!r} has {base.size}")
+        out[name] = summarize(t / base)
+    return out
+
+
+def _check_count(name: str, value) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
+
+
+def _wait(out) -> None:
+    """Read back every tensor in ``out`` (nested tuples, lists, dicts) to wait for it."""
+    if isinstance(out, dict):
+        out = list(out.values())
+    if isinstance(out, (list, tuple)):
+        for item in out:
+            _wait(item)
+    elif hasattr(out, "numpy"):
+        out.numpy()
