@@ -268,9 +268,15 @@ class Balancer(tf.Module):
             stacked = tf.convert_to_tensor(losses)
             count = stacked.shape[0] if stacked.shape.rank == 1 else None
         else:
-            losses = list(losses)
-            count = len(losses)
-            stacked = tf.stack([tf.reshape(tf.convert_to_tensor(v), []) for v in losses])
+            terms = [tf.convert_to_tensor(v) for v in losses]
+            count = len(terms)
+            if len({t.dtype for t in terms}) > 1:  # tf.stack would fail with "cannot compute Pack"
+                kinds = ", ".join(f"term {i}: {t.dtype.name}" for i, t in enumerate(terms))
+                raise TypeError(
+                    f"{type(self).__name__}: the loss terms have different dtypes ({kinds}); "
+                    "give them one dtype, e.g. tf.cast(term, tf.float32)"
+                )
+            stacked = tf.stack([tf.reshape(t, []) for t in terms])
         if stacked.shape.rank != 1:
             raise ValueError(f"losses must be a sequence of scalars, got shape {stacked.shape}")
         if count != self.num_terms:

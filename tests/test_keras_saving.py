@@ -224,11 +224,3 @@ def test_loading_another_balancer_type_is_refused(tmp_path):
     other = make(0, SoftAdapt(2))
     with pytest.raises(ValueError, match=r"balancer \(SoftAdapt\).*generator\.state.*lambdas"):
         other.load_weights(tmp_path / "relobralo.weights.h5")
-
-
-def test_fit_refuses_float_counts():
-    model = make(0)
-    with pytest.raises(TypeError, match=r"epochs must be an integer.*e\.g\. 10"):
-        model.fit(epochs=1e1, steps_per_epoch=2)
-    with pytest.raises(TypeError, match=r"steps_per_epoch must be an integer.*e\.g\. 100"):
-        model.fit(epochs=1, steps_per_epoch=1e2)

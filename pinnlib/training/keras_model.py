@@ -227,6 +227,7 @@ class PINNModel(keras.Model):
             self.optimizer,
             self.halted,
             self.applied_steps,
+            names=self.pde.term_names,
         )
         first_failure = tf.logical_and(self.halted, tf.logical_not(was_halted))
         wide = tf.cast(losses, tf.float64)
