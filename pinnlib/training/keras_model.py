@@ -191,6 +191,9 @@ class PINNModel(keras.Model):
 
     @classmethod
     def from_config(cls, config: dict, custom_objects=None) -> PINNModel:
+        """A new model from :meth:`get_config`'s dictionary (network, PDE and balancer are
+        rebuilt by Keras' deserialization, so classes of your own must be registered or given
+        in ``custom_objects``)."""
         config = dict(config)
         for key in ("network", "pde", "balancer"):
             config[key] = keras.saving.deserialize_keras_object(
