@@ -192,15 +192,12 @@ def tuning_summaries(tuning_results: dict) -> dict[str, dict[tuple[float, ...], 
 
 
 def tuning_table(tuning_results: dict, term_names: dict[str, tuple[str, ...]] | None = None) -> str:
-    """The tuning sweep as a Markdown table: per problem and candidate weight vector, the tail
-    error's median [min, max] over the tuning seeds and the steps trained; the pick in bold."""
+    """The tuning sweep as a Markdown table: per problem (with the steps each candidate trained)
+    and candidate weight vector, the tail error's median [min, max] over the tuning seeds; the
+    pick of each problem in bold."""
     summary = tuning_summaries(tuning_results)
     steps = {p: r["steps"] for (p, _, _), (_, r) in tuning_results.items()}
-    seeds = {p: sorted({s for (q, _, s) in tuning_results if q == p}) for p in summary}
-    lines = [
-        "| problem | weights | tail error: median [best, worst] | steps | seeds |",
-        "|---|---|---|---|---|",
-    ]
+    lines = ["| problem | weights | tail error: median [best, worst] |", "|---|---|---|"]
     for problem, candidates in summary.items():
         best = min(candidates, key=lambda w: candidates[w].median)
         names = (term_names or {}).get(problem)
@@ -209,6 +206,5 @@ def tuning_table(tuning_results: dict, term_names: dict[str, tuple[str, ...]] | 
             if names:
                 w = ", ".join(f"{n} {v:g}" for n, v in zip(names, weights))
             text = f"**{s}**" if weights == best else str(s)
-            seeds_text = ", ".join(str(k) for k in seeds[problem])
-            lines.append(f"| {problem} | {w} | {text} | {steps[problem]} | {seeds_text} |")
+            lines.append(f"| {problem} ({steps[problem]} steps) | {w} | {text} |")
     return "\n".join(lines)

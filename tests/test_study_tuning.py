@@ -44,4 +44,4 @@ def test_the_table_lists_every_candidate_and_bolds_the_pick(tuning):
     rows = [line for line in text.splitlines()[2:]]
     assert len(rows) == sum(len(c) for c in report.tuning_summaries(tuning).values())
     assert sum("**" in row for row in rows) == len(report.tuning_summaries(tuning))
-    assert "| helmholtz | L_f 1, L_b 1000 | **" in text
+    assert "| helmholtz (10000 steps) | L_f 1, L_b 1000 | **" in text
