@@ -20,7 +20,11 @@ from pinnlib import report, study
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "results" / "study"
-CHAPTERS = [ROOT / "book" / "12_comparison.ipynb", ROOT / "book" / "10_relobralo.ipynb"]
+CHAPTERS = [
+    ROOT / "book" / "12_comparison.ipynb",
+    ROOT / "book" / "10_relobralo.ipynb",
+    ROOT / "book" / "intro.ipynb",
+]
 
 pytestmark = pytest.mark.skipif(
     not (OUT / "manifest.json").exists(), reason="no stored study results yet"
