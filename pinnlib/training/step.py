@@ -20,6 +20,10 @@ keep the weights in the balancer's memory: one NaN there would poison every late
 every few steps) clears it; it then raises :class:`NonFiniteLossError` naming the run, step and
 term. Introduced in the chapter "A PINN from scratch"; the stacked form in "Derivatives for
 PINNs".
+
+Across several devices (:mod:`pinnlib.training.distributed`, appendix "Scaling out") the same
+step runs on every replica; a ``sync`` object then takes the guard's branch and the balancer
+update once for all replicas, so that every replica applies the same weights.
 """
 
 from __future__ import annotations
@@ -101,6 +105,7 @@ def balanced_step(
     optimizer: keras.optimizers.Optimizer,
     halted: tf.Variable,
     counter: tf.Variable,
+    sync=None,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """One guarded, balanced gradient step; call it inside a ``tf.function``.
 
@@ -114,6 +119,10 @@ def balanced_step(
         halted: a boolean variable; a non-finite loss sets it and, while it is set, the step
             is skipped.
         counter: an integer variable counting the applied steps.
+        sync: ``None`` on one device; on the replicas of a ``tf.distribute`` strategy, a
+            :class:`~pinnlib.training.distributed.CrossReplicaSync`, whose ``cond`` replaces
+            ``tf.cond`` and whose ``weights`` runs the balancer update once from the
+            all-reduced losses and per-term gradients.
 
     Returns:
         ``(losses, lambdas)``: shape ``(terms,)`` for one run, ``(S, terms)`` for a stack;
@@ -127,7 +136,10 @@ def balanced_step(
 
     def apply():
         per_term = [_gradients(tape, t, variables) for t in terms] if needs else None
-        lambdas = _weights(balancers, losses, per_term)
+        if sync is None:
+            lambdas = _weights(balancers, losses, per_term)
+        else:  # one update for all replicas
+            lambdas = sync.weights(lambda v, g: _weights(balancers, v, g), losses, per_term)
         if needs:
             grads = [
                 tf.add_n([_scaled(lambdas[..., i], term[j]) for i, term in enumerate(per_term)])
@@ -142,6 +154,7 @@ def balanced_step(
     def skip():
         return tf.fill(tf.shape(losses), tf.constant(float("nan"), losses.dtype))
 
-    lambdas = tf.cond(tf.logical_and(finite, tf.logical_not(halted)), apply, skip)
+    cond = tf.cond if sync is None else sync.cond
+    lambdas = cond(tf.logical_and(finite, tf.logical_not(halted)), apply, skip)
     halted.assign(tf.logical_or(halted, tf.logical_not(finite)))
     return losses, lambdas
