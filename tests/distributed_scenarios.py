@@ -33,6 +33,7 @@ BALANCERS = {
     # Bernoulli draws differed would show it at once.
     "relobralo": lambda: pinnlib.ReLoBRaLo(2, rho=0.5, seed=3),
     "lra": lambda: pinnlib.LRAnnealing(2, update_every=5),
+    "gradnorm": lambda: pinnlib.GradNorm(2),
 }
 
 
