@@ -64,8 +64,8 @@ __all__ = [
     "one_run_layout",
 ]
 
-#: The strategies pinnlib trains under: data parallelism with mirrored variables, on one
-#: machine or several (``TF_CONFIG``).
+#: The strategies pinnlib trains under (data parallelism with mirrored variables, on one
+#: machine or on several with ``TF_CONFIG``).
 STRATEGIES = (tf.distribute.MirroredStrategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
@@ -201,6 +201,16 @@ def _check_shares(run: Run, replicas: int) -> None:
         )
 
 
+def _refuse_xla(jit_compile) -> None:
+    if check_jit_compile(jit_compile):
+        raise ValueError(
+            "jit_compile=True cannot be used with a tf.distribute strategy: the replicas agree "
+            "on the guard and the balancer update through merge_call, which XLA cannot compile "
+            "(and on CPU devices XLA cannot compile one function that touches variables on "
+            "several devices); pass jit_compile=False"
+        )
+
+
 class MirroredRuns(RunLayout):
     """One run trained data-parallel on the replicas of a ``tf.distribute`` strategy.
 
@@ -254,16 +264,6 @@ class MirroredRuns(RunLayout):
 
     def checkpoint(self) -> tf.train.Checkpoint:
         return self.runs[0].checkpoint()  # the objects of a one-device run: portable
-
-
-def _refuse_xla(jit_compile) -> None:
-    if check_jit_compile(jit_compile):
-        raise ValueError(
-            "jit_compile=True cannot be used with a tf.distribute strategy: the replicas agree "
-            "on the guard and the balancer update through merge_call, which XLA cannot compile "
-            "(and on CPU devices XLA cannot compile one function that touches variables on "
-            "several devices); pass jit_compile=False"
-        )
 
 
 def one_run_layout(
