@@ -259,6 +259,7 @@ class MirroredRuns(RunLayout):
             run.optimizer,
             self.halted[0],
             run.step,
+            names=run.pde.term_names,
             sync=self.sync,
         )
 
