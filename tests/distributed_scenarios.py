@@ -176,6 +176,15 @@ def mirrored(path: str) -> None:
     failure(out, "balancer", lambda: trainer_with(balancer=pinnlib.Sum(2)))
     outside = keras.optimizers.Adam(1e-2)  # created outside the strategy's scope
     failure(out, "optimizer", lambda: trainer_with(optimizer=outside))
+
+    def fit_under_strategy():
+        with strategy.scope():
+            model, bal = build("sum", strategy)
+            keras_model = pinnlib.PINNModel(model, pinnlib.Helmholtz(), bal, **POINTS)
+            keras_model.compile(keras.optimizers.Adam(1e-2))
+        keras_model.fit(steps_per_epoch=2, epochs=1, verbose=0)
+
+    failure(out, "fit", fit_under_strategy)
     np.savez(path, **out)
 
 

@@ -146,6 +146,7 @@ def test_a_loss_infinite_on_one_replica_stops_both_before_the_step(stored):
         ("model", "ValueError", r"the model was created outside strategy.scope\(\)"),
         ("balancer", "ValueError", r"the balancer was created outside strategy.scope\(\)"),
         ("optimizer", "ValueError", r"the optimizer was created outside strategy.scope\(\)"),
+        ("fit", "NotImplementedError", r"PINNModel.fit does not train under a tf.distribute"),
     ],
 )
 def test_bad_input_is_refused_by_name(stored, case, kind, words):
