@@ -17,7 +17,7 @@ _import_tensorflow_quietly()
 
 from .balancing import Balancer, Fixed, GradNorm, LRAnnealing, ReLoBRaLo, SoftAdapt, Sum  # noqa: E402
 from .budget import budget, budget_name  # noqa: E402
-from .constraints import BoxDistance, hard_bc  # noqa: E402
+from .constraints import BoxDistance, HardBC  # noqa: E402
 from .derivatives import (  # noqa: E402
     bilaplacian,
     derivatives,
@@ -52,7 +52,7 @@ __all__ = [
     "budget",
     "budget_name",
     "BoxDistance",
-    "hard_bc",
+    "HardBC",
     "bilaplacian",
     "derivatives",
     "forward_derivatives",

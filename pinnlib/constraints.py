@@ -12,11 +12,11 @@ a function that is zero on the boundary and positive inside (a *distance functio
 approximate). Whatever the network's weights, ``u = g`` holds on the boundary exactly; the
 boundary loss term is zero, and only the residual is left: one term, nothing to balance.
 
-:func:`hard_bc` builds that model around any network; :class:`BoxDistance` is the distance
+:class:`HardBC` builds that model around any network; :class:`BoxDistance` is the distance
 function of a box, zero on every face. The result is an ordinary Keras model, so
-:func:`pinnlib.train` trains it unchanged; its derivatives go through nested tapes
-(:mod:`pinnlib.derivatives`), which inside pinnlib's compiled step cost about as much as forward
-mode on a second-order problem. The chapter "Beyond balancing" compares it with balancing.
+:func:`pinnlib.train` trains it unchanged. Its Laplacian takes forward mode through a
+:func:`pinnlib.mlp` network (:func:`pinnlib.laplacian`, by the product rule), other derivatives
+nested tapes. The chapter "Beyond balancing" compares it with balancing.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np
 
 from .nn import model_dtype
 
-__all__ = ["BoxDistance", "hard_bc"]
+__all__ = ["BoxDistance", "HardBC"]
 
 
 class BoxDistance(keras.layers.Layer):
@@ -86,13 +86,22 @@ def _as_layer(name: str, function, dtype: str) -> keras.layers.Layer:
     return keras.layers.Lambda(function, dtype=dtype, name=name)
 
 
-def hard_bc(
-    network: keras.Model,
-    distance: keras.layers.Layer | Callable,
-    lift: keras.layers.Layer | Callable | None = None,
-    name: str = "hard_bc",
-) -> keras.Model:
+class HardBC(keras.Model):
     """The model ``u(x) = lift(x) + distance(x) * network(x)``: Dirichlet data built in.
+
+    Whatever the network's weights, ``u = lift`` wherever ``distance`` is zero. For the
+    Helmholtz problem on ``[-1, 1]^2``::
+
+        pde = pinnlib.Helmholtz()
+        box = pinnlib.BoxDistance(pde.lower, pde.upper)  # (1 - x^2)(1 - y^2)
+        model = pinnlib.HardBC(pinnlib.mlp(2, 4, 50, seed=0), box)
+        history = pinnlib.train(model, pde, steps=4000)  # L_b stays exactly zero
+
+    A functional Keras model whose trainable weights are the network's, so every pinnlib
+    training path accepts it. :func:`pinnlib.laplacian` (the Helmholtz residual) takes it in
+    forward mode when the network is a :func:`pinnlib.mlp`, combining the network's value,
+    gradient and Laplacian with those of the distance and the lift by the product rule; other
+    derivatives go through nested tapes.
 
     Args:
         network: the trainable network, e.g. :func:`pinnlib.mlp`, mapping ``(N, d)`` points to
@@ -104,25 +113,29 @@ def hard_bc(
             ``u = 0`` on the boundary.
         name: the model's name.
 
-    Returns:
-        A functional ``keras.Model`` with the network's weights as its trainable weights. For
-        the Helmholtz problem on ``[-1, 1]^2``::
-
-            model = pinnlib.hard_bc(pinnlib.mlp(2, 4, 50, seed=0), pinnlib.BoxDistance(
-                pde.lower, pde.upper))
-
-        and its ``L_b`` is zero at every step.
+    Attributes:
+        network, distance, lift: as given (``distance`` and ``lift`` as Keras layers).
     """
-    if not isinstance(network, keras.Model) or not getattr(network, "inputs", None):
-        raise TypeError(
-            f"network must be a built Keras model with known inputs (e.g. pinnlib.mlp), "
-            f"got {network!r}"
-        )
-    dims = network.inputs[0].shape[-1]
-    dtype = model_dtype(network)
-    distance = _as_layer("distance", distance, dtype)
-    x = keras.Input((dims,), dtype=dtype, name="points")
-    u = distance(x) * network(x)
-    if lift is not None:
-        u = _as_layer("lift", lift, dtype)(x) + u
-    return keras.Model(x, u, name=name)
+
+    def __init__(
+        self,
+        network: keras.Model,
+        distance: keras.layers.Layer | Callable,
+        lift: keras.layers.Layer | Callable | None = None,
+        name: str = "hard_bc",
+    ):
+        if not isinstance(network, keras.Model) or not getattr(network, "inputs", None):
+            raise TypeError(
+                f"network must be a built Keras model with known inputs (e.g. pinnlib.mlp), "
+                f"got {network!r}"
+            )
+        dims = network.inputs[0].shape[-1]
+        dtype = model_dtype(network)
+        distance = _as_layer("distance", distance, dtype)
+        lift = None if lift is None else _as_layer("lift", lift, dtype)
+        x = keras.Input((dims,), dtype=dtype, name="points")
+        u = distance(x) * network(x)
+        if lift is not None:
+            u = lift(x) + u
+        super().__init__(x, u, name=name)
+        self.network, self.distance, self.lift = network, distance, lift

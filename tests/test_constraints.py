@@ -1,9 +1,9 @@
 """Tests of pinnlib.constraints: hard Dirichlet conditions ``u = g + d * N``.
 
 Checked against independent facts: the distance function's closed form, exact boundary values
-on the points the PDEs sample, the product rule for the Laplacian (the wrapper's nested-tape
-derivatives against the inner network's forward-mode derivatives combined with ``d``'s
-derivatives written out by hand) and a training run whose boundary term stays exactly zero.
+on the points the PDEs sample, the Laplacian of the forward product-rule path against nested
+tapes through the whole model and against the product rule written out by hand, and a training
+run whose boundary term stays exactly zero.
 """
 
 from __future__ import annotations
@@ -22,6 +22,10 @@ def points(n=64, seed=0, lower=(-1.0, -1.0), upper=(1.0, 1.0), dtype="float64"):
     return tf.constant(rng.uniform(lower, upper, (n, 2)), dtype)
 
 
+def unit_box():
+    return pinnlib.BoxDistance((-1.0, -1.0), (1.0, 1.0))
+
+
 def test_box_distance_closed_form():
     lower, upper = (0.0, -2.0), (10.0, 3.0)
     x = points(lower=lower, upper=upper).numpy()
@@ -37,7 +41,7 @@ def test_box_distance_closed_form():
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("pde", [pinnlib.Helmholtz(), pinnlib.Kirchhoff()], ids=repr)
 def test_zero_on_sampled_edges(pde, dtype):
-    model = pinnlib.hard_bc(
+    model = pinnlib.HardBC(
         pinnlib.mlp(2, 2, 16, seed=3, dtype=dtype, input_range=(pde.lower, pde.upper)),
         pinnlib.BoxDistance(pde.lower, pde.upper),
     )
@@ -49,30 +53,39 @@ def test_zero_on_sampled_edges(pde, dtype):
     assert np.all(model(inside).numpy() != 0.0)
 
 
-def test_lift_gives_the_boundary_values():
-    def g(p):  # boundary data x + 2y, extended by itself
-        return p[:, :1] + 2.0 * p[:, 1:]
+def lift(p):  # boundary data x^2 y + sin(y), extended by itself; its Laplacian is 2y - sin(y)
+    return p[:, :1] ** 2 * p[:, 1:] + tf.sin(p[:, 1:])
 
-    model = pinnlib.hard_bc(
-        pinnlib.mlp(2, 2, 8, seed=0, dtype="float64"),
-        pinnlib.BoxDistance((-1, -1), (1, 1)),
-        lift=g,
-    )
+
+def test_lift_gives_the_boundary_values():
+    model = pinnlib.HardBC(pinnlib.mlp(2, 2, 8, seed=0, dtype="float64"), unit_box(), lift=lift)
     edges = pinnlib.Helmholtz().sample(4, 40, tf.random.Generator.from_seed(0), "float64")
     b = edges["boundary"]
-    np.testing.assert_array_equal(model(b).numpy(), g(b).numpy())
+    np.testing.assert_array_equal(model(b).numpy(), lift(b).numpy())
 
 
-def test_laplacian_follows_the_product_rule():
-    # lap(d N) = d lap(N) + 2 grad(d).grad(N) + N lap(d), with d = (1 - x^2)(1 - y^2):
-    # N's derivatives by forward mode, d's by hand, against nested tapes through the wrapper.
-    net = pinnlib.mlp(2, 3, 16, seed=5, dtype="float64")
-    model = pinnlib.hard_bc(net, pinnlib.BoxDistance((-1, -1), (1, 1)))
+@pytest.mark.parametrize("with_lift", [False, True])
+def test_forward_laplacian_equals_nested_tapes(with_lift):
+    model = pinnlib.HardBC(
+        pinnlib.mlp(2, 3, 16, seed=5, dtype="float64"), unit_box(), lift=lift if with_lift else None
+    )
     x = points(seed=7)
-    assert not forward_supported(model, [(2, 0), (0, 2)])
-    u, lap = pinnlib.laplacian(model, x)  # nested tapes (auto falls back)
-    wanted = [(1, 0), (0, 1), (2, 0), (0, 2)]
-    dn = pinnlib.derivatives(net, x, wanted, mode="forward")
+    assert not forward_supported(model, [(2, 0), (0, 2)])  # the general path would use tapes
+    u_f, lap_f = pinnlib.laplacian(model, x, mode="forward")
+    u_a, lap_a = pinnlib.laplacian(model, x)  # "auto" takes the same product-rule path
+    u_t, lap_t = pinnlib.laplacian(model, x, mode="tape")  # nested tapes through everything
+    np.testing.assert_allclose(u_f.numpy(), u_t.numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(lap_f.numpy(), lap_t.numpy(), rtol=1e-10, atol=1e-11)
+    np.testing.assert_array_equal(lap_a.numpy(), lap_f.numpy())
+
+
+def test_laplacian_follows_the_product_rule_by_hand():
+    # lap(d N) = d lap(N) + 2 grad(d).grad(N) + N lap(d), with d = (1 - x^2)(1 - y^2) by hand.
+    net = pinnlib.mlp(2, 3, 16, seed=5, dtype="float64")
+    model = pinnlib.HardBC(net, unit_box())
+    x = points(seed=8)
+    u, lap = pinnlib.laplacian(model, x)
+    dn = pinnlib.derivatives(net, x, [(1, 0), (0, 1), (2, 0), (0, 2)], mode="tape")
     px, py = x.numpy()[:, :1], x.numpy()[:, 1:]
     d, dx, dy = (1 - px**2) * (1 - py**2), -2 * px * (1 - py**2), -2 * py * (1 - px**2)
     lap_d = -2 * (1 - py**2) - 2 * (1 - px**2)
@@ -86,16 +99,22 @@ def test_laplacian_follows_the_product_rule():
     np.testing.assert_allclose(lap.numpy(), expected, rtol=1e-10, atol=1e-12)
 
 
-def test_forward_mode_is_refused_with_a_clear_error():
-    model = pinnlib.hard_bc(pinnlib.mlp(2, 2, 8, seed=0), pinnlib.BoxDistance((-1, -1), (1, 1)))
+def test_a_network_forward_mode_does_not_know_takes_tapes():
+    net = keras.Sequential(
+        [keras.Input((2,)), keras.layers.Dense(8, "relu"), keras.layers.Dense(1)]
+    )
+    model = pinnlib.HardBC(net, unit_box())
+    x = points(dtype="float32")
     with pytest.raises(ValueError, match="forward mode supports pinnlib.mlp"):
-        pinnlib.laplacian(model, points(dtype="float32"), mode="forward")
+        pinnlib.laplacian(model, x, mode="forward")
+    auto, tape = pinnlib.laplacian(model, x), pinnlib.laplacian(model, x, mode="tape")
+    np.testing.assert_array_equal(auto[1].numpy(), tape[1].numpy())
 
 
 def test_training_leaves_the_boundary_term_exactly_zero(small):
     pde = pinnlib.Helmholtz()
     net = pinnlib.mlp(2, 2, 16, seed=0)
-    model = pinnlib.hard_bc(net, pinnlib.BoxDistance(pde.lower, pde.upper))
+    model = pinnlib.HardBC(net, pinnlib.BoxDistance(pde.lower, pde.upper))
     assert [v.path for v in model.trainable_variables] == [v.path for v in net.trainable_variables]
     before = [v.numpy().copy() for v in net.trainable_variables]
     history = pinnlib.train(model, pde, steps=30, seed=0, **small)
@@ -111,8 +130,8 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="one value per coordinate"):
         pinnlib.BoxDistance((0, 0), (1, 1, 1))
     with pytest.raises(TypeError, match="distance must be a Keras layer or a callable"):
-        pinnlib.hard_bc(net, 1.0)
+        pinnlib.HardBC(net, 1.0)
     with pytest.raises(TypeError, match="network must be a built Keras model"):
-        pinnlib.hard_bc(lambda p: p, pinnlib.BoxDistance((0, 0), (1, 1)))
+        pinnlib.HardBC(lambda p: p, unit_box())
     with pytest.raises(TypeError, match="network must be a built Keras model"):
-        pinnlib.hard_bc(keras.layers.Dense(1), pinnlib.BoxDistance((0, 0), (1, 1)))
+        pinnlib.HardBC(keras.layers.Dense(1), unit_box())
