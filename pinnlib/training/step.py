@@ -20,10 +20,15 @@ keep the weights in the balancer's memory: one NaN there would poison every late
 every few steps) clears it; it then raises :class:`NonFiniteLossError` naming the run, step and
 term. Introduced in the chapter "A PINN from scratch"; the stacked form in "Derivatives for
 PINNs".
+
+Across several devices (:mod:`pinnlib.training.distributed`, appendix "Scaling out") the same
+step runs on every replica; a ``sync`` object then takes the guard's branch and the balancer
+update once for all replicas, so that every replica applies the same weights.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 
 import keras
@@ -66,6 +71,42 @@ class NonFiniteLossError(FloatingPointError):
         )
 
 
+#: Float dtypes as TensorFlow's messages name them ("float", "double" in eager kernels).
+_DTYPE_WORDS = re.compile(r"\b(bfloat16|float16|half|float32|float64|float|double)\b")
+_SAME = {"half": "float16", "float": "float32", "double": "float64"}
+
+
+def _loss_terms(loss_terms: Callable, names: Sequence[str] | None) -> list[tf.Tensor]:
+    """The loss terms, all of one dtype; a TypeError that says why when they are not.
+
+    Two ways a PDE mixes float32 and float64: terms that come back in different dtypes
+    (``tf.stack`` would say "cannot compute Pack"), or an operation inside the residuals that
+    meets both (a float32 constant in a float64 model); TensorFlow's message then names an op,
+    not the cause, so the cause is added.
+    """
+    try:
+        terms = [tf.convert_to_tensor(t) for t in loss_terms()]
+    except (TypeError, ValueError, tf.errors.InvalidArgumentError) as error:
+        found = {_SAME.get(w, w) for w in _DTYPE_WORDS.findall(str(error))}
+        if len(found) < 2:
+            raise
+        first = str(error).strip().splitlines()[0]
+        raise TypeError(
+            f"computing the loss terms mixed {' and '.join(sorted(found))} tensors ({first}). "
+            "Every tensor in a PDE's residuals must have the dtype of the "
+            "points, which is the model's (float64 for pinnlib.mlp(..., dtype='float64')): "
+            "create constants with dtype=points.dtype, or tf.cast them"
+        ) from error
+    if len({t.dtype for t in terms}) > 1:
+        labels = names if names is not None and len(names) == len(terms) else range(len(terms))
+        kinds = ", ".join(f"{n!r}: {t.dtype.name}" for n, t in zip(labels, terms))
+        raise TypeError(
+            f"the loss terms have different dtypes ({kinds}); a PDE's terms must all have the "
+            "model's dtype: tf.cast them in the PDE"
+        )
+    return terms
+
+
 def _gradients(tape, term, variables) -> list[tf.Tensor]:
     """Gradient of one loss term; zeros for variables it does not depend on (e.g. the output
     bias for a term made of derivatives only)."""
@@ -101,6 +142,8 @@ def balanced_step(
     optimizer: keras.optimizers.Optimizer,
     halted: tf.Variable,
     counter: tf.Variable,
+    names: Sequence[str] | None = None,
+    sync=None,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """One guarded, balanced gradient step; call it inside a ``tf.function``.
 
@@ -114,6 +157,11 @@ def balanced_step(
         halted: a boolean variable; a non-finite loss sets it and, while it is set, the step
             is skipped.
         counter: an integer variable counting the applied steps.
+        names: the terms' names, for the message when their dtypes differ.
+        sync: ``None`` on one device; on the replicas of a ``tf.distribute`` strategy, a
+            :class:`~pinnlib.training.distributed.CrossReplicaSync`, whose ``cond`` replaces
+            ``tf.cond`` and whose ``weights`` runs the balancer update once from the
+            all-reduced losses and per-term gradients.
 
     Returns:
         ``(losses, lambdas)``: shape ``(terms,)`` for one run, ``(S, terms)`` for a stack;
@@ -121,13 +169,16 @@ def balanced_step(
     """
     needs = any(b.needs_gradients for b in balancers)
     with tf.GradientTape(persistent=needs) as tape:
-        terms = list(loss_terms())
+        terms = _loss_terms(loss_terms, names)
         losses = tf.stack(terms, axis=-1)
     finite = tf.reduce_all(tf.math.is_finite(losses))
 
     def apply():
         per_term = [_gradients(tape, t, variables) for t in terms] if needs else None
-        lambdas = _weights(balancers, losses, per_term)
+        if sync is None:
+            lambdas = _weights(balancers, losses, per_term)
+        else:  # one update for all replicas
+            lambdas = sync.weights(lambda v, g: _weights(balancers, v, g), losses, per_term)
         if needs:
             grads = [
                 tf.add_n([_scaled(lambdas[..., i], term[j]) for i, term in enumerate(per_term)])
@@ -142,6 +193,7 @@ def balanced_step(
     def skip():
         return tf.fill(tf.shape(losses), tf.constant(float("nan"), losses.dtype))
 
-    lambdas = tf.cond(tf.logical_and(finite, tf.logical_not(halted)), apply, skip)
+    cond = tf.cond if sync is None else sync.cond
+    lambdas = cond(tf.logical_and(finite, tf.logical_not(halted)), apply, skip)
     halted.assign(tf.logical_or(halted, tf.logical_not(finite)))
     return losses, lambdas

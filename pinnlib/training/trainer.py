@@ -11,8 +11,15 @@ optimizer or the balancer sees it, with a :class:`~pinnlib.training.step.NonFini
 (a ``FloatingPointError``) naming the step and the term; the history so far is attached as
 ``error.history``. With ``checkpoint_dir`` the model, optimizer, balancer, sampling generator
 and step counter are saved every ``checkpoint_every`` steps and a later call resumes from the
-newest checkpoint, continuing exactly as an uninterrupted run would. Interrupting the kernel
-stops after the current chunk and returns the history so far.
+newest checkpoint, continuing exactly as an uninterrupted run would; it prints ``resumed from
+step N``, refuses a folder saved by another run (PDE, balancer type, network shape, ...) with a
+ValueError naming both, and ``resume="must"``/``"never"`` insist on resuming or on a fresh start
+(:mod:`~pinnlib.training.checkpoints`). Interrupting the kernel stops after the current chunk
+and returns the history so far.
+
+With ``strategy`` (a ``tf.distribute.MirroredStrategy`` or ``MultiWorkerMirroredStrategy``) the
+run is trained data-parallel on the strategy's devices
+(:class:`~pinnlib.training.distributed.MirroredRuns`, appendix "Scaling out").
 """
 
 from __future__ import annotations
@@ -25,9 +32,10 @@ import tensorflow as tf
 from ..balancing import Balancer
 from ..pdes.base import PDE
 from ..validation import check_int, check_positive
+from .distributed import one_run_layout
 from .history import History
 from .loop import train_runs
-from .runs import Run, SeparateRuns
+from .runs import Run
 
 __all__ = ["Trainer", "train"]
 
@@ -52,6 +60,11 @@ class Trainer:
             skip it). ``False`` for debugging.
         derivative_mode: ``"auto"``, ``"forward"`` or ``"tape"`` (:mod:`pinnlib.derivatives`).
         chunk: steps between read-backs of the history (the progress bar's granularity).
+        strategy: a ``tf.distribute`` strategy to train on several devices (``None``: one).
+            Create the model, and the balancer and optimizer if given, inside
+            ``strategy.scope()``; ``n_interior`` and ``n_boundary`` are then the points of the
+            whole step, split evenly over the replicas; ``jit_compile`` must be ``False``
+            (:mod:`pinnlib.training.distributed` says why).
 
     Attributes:
         model, pde, balancer, optimizer: as given (``balancer`` and ``optimizer`` filled in).
@@ -73,12 +86,20 @@ class Trainer:
         jit_compile: bool = True,
         derivative_mode: str = "auto",
         chunk: int = 100,
+        strategy: tf.distribute.Strategy | None = None,
     ):
         self.chunk = check_int("chunk", chunk, 1)
-        if optimizer is None:
-            optimizer = keras.optimizers.Adam(check_positive("learning_rate", learning_rate))
-        run = Run(model, pde, balancer, optimizer, seed, n_interior, n_boundary, derivative_mode)
-        self._run, self._layout = run, SeparateRuns([run], jit_compile)
+
+        def make_run() -> Run:  # under a strategy, called inside its scope
+            opt = optimizer
+            if opt is None:
+                opt = keras.optimizers.Adam(check_positive("learning_rate", learning_rate))
+            return Run(model, pde, balancer, opt, seed, n_interior, n_boundary, derivative_mode)
+
+        given = dict(model=model, optimizer=optimizer, balancer=balancer)
+        self._layout = one_run_layout(make_run, jit_compile, strategy, given)
+        run = self._run = self._layout.runs[0]
+        self.strategy, optimizer = strategy, run.optimizer
         self.model, self.pde, self.balancer, self.optimizer = model, pde, run.balancer, optimizer
         self.generator, self.step, self.dtype = run.generator, run.step, run.dtype
         self.n_interior, self.n_boundary = run.n_interior, run.n_boundary
@@ -106,13 +127,15 @@ class Trainer:
         progress: bool = True,
         checkpoint_dir: str | Path | None = None,
         checkpoint_every: int | None = None,
+        resume: str = "auto",
     ) -> History:
         """Train until ``self.step == steps`` (a total, so a resumed run continues).
 
         Arguments as in :func:`train`. Returns the :class:`History` (also ``self.history``).
+        A trainer that has trained already continues from its own state, not from a checkpoint.
         """
         schedule = (steps, eval_every, eval_points, progress, checkpoint_dir, checkpoint_every)
-        (history,) = train_runs(self._layout, *schedule, self.chunk)
+        (history,) = train_runs(self._layout, *schedule, self.chunk, resume)
         return history
 
     def checkpoint(self) -> tf.train.Checkpoint:
@@ -138,6 +161,8 @@ def train(
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int | None = None,
     chunk: int = 100,
+    resume: str = "auto",
+    strategy: tf.distribute.Strategy | None = None,
 ) -> History:
     """Train ``model`` on ``pde`` for ``steps`` Adam steps with points resampled every step.
 
@@ -156,9 +181,16 @@ def train(
         progress: show a tqdm progress bar.
         jit_compile: XLA-compile the training step (default ``True``; see :class:`Trainer`).
         derivative_mode: ``"auto"``, ``"forward"`` or ``"tape"``.
-        checkpoint_dir: save a checkpoint (and ``history.npz``) here and resume from it.
+        checkpoint_dir: save a checkpoint (and ``history.npz``, ``runs.json``) here and
+            resume from it; a resume prints ``resumed from step N``.
         checkpoint_every: checkpoint period in steps (default 1000).
         chunk: steps between read-backs of the history.
+        resume: with ``checkpoint_dir``: ``"auto"`` resumes if the folder holds a checkpoint,
+            ``"must"`` raises a ValueError if it holds none (a mistyped path), ``"never"``
+            raises one if it does (pinnlib deletes nothing). A checkpoint of another run (PDE,
+            balancer type, number of terms, network shape, optimizer) is always refused.
+        strategy: train data-parallel on the devices of a ``tf.distribute`` strategy
+            (see :class:`Trainer`; appendix "Scaling out").
 
     Returns:
         The :class:`History`. Raises :class:`~pinnlib.training.step.NonFiniteLossError` (a
@@ -176,5 +208,7 @@ def train(
         jit_compile=jit_compile,
         derivative_mode=derivative_mode,
         chunk=chunk,
+        strategy=strategy,
     )
-    return trainer.run(steps, eval_every, eval_points, progress, checkpoint_dir, checkpoint_every)
+    schedule = (steps, eval_every, eval_points, progress, checkpoint_dir, checkpoint_every)
+    return trainer.run(*schedule, resume=resume)
