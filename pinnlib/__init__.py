@@ -7,6 +7,7 @@ The small library behind the book "Balancing the losses". One concept a module:
 engine: one compiled step and one loop for one run or many, and the ``fit`` path),
 :mod:`~pinnlib.stacked` (several networks as one), :mod:`~pinnlib.constraints` (hard boundary
 conditions), :mod:`~pinnlib.validation` (argument checks), :mod:`~pinnlib.metrics`,
+:mod:`~pinnlib.stats` (summaries of several runs: tail error, median, collapsed runs),
 :mod:`~pinnlib.plot` and :mod:`~pinnlib.budget`.
 """
 
@@ -15,6 +16,7 @@ from ._quiet import import_tensorflow_quietly as _import_tensorflow_quietly
 # Load TensorFlow without its C++ start-up chatter (PINNLIB_QUIET=0 shows it).
 _import_tensorflow_quietly()
 
+from . import stats  # noqa: E402  (pinnlib.stats.tail_error etc. without a second import)
 from .balancing import Balancer, Fixed, GradNorm, LRAnnealing, ReLoBRaLo, SoftAdapt, Sum  # noqa: E402
 from .budget import budget, budget_name  # noqa: E402
 from .constraints import BoxDistance, HardBC  # noqa: E402
@@ -74,6 +76,7 @@ __all__ = [
     "plot_lambdas",
     "plot_error",
     "plot_solution",
+    "stats",
     "History",
     "NonFiniteLossError",
     "Trainer",
