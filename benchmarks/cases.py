@@ -24,15 +24,36 @@ LAYERS, WIDTH = 4, 50
 PROBLEMS = ("helmholtz", "kirchhoff", "burgers")
 
 
+# The clock the rates are measured with: wall time by default; with --cpu-time, the CPU time of
+# this process, TensorFlow limited to one thread (see use_cpu_time).
+clock = time.perf_counter
+
+
+def use_cpu_time() -> None:
+    """Measure CPU seconds of this process with TensorFlow on one thread.
+
+    On a machine shared with other work, wall-clock rates move with the load (25 % between two
+    rounds was seen on a 2-core machine running other jobs). The CPU time a single-threaded
+    process spends on a step moves far less, so ratios measured this way compare the work each
+    implementation does; they do not show what a second core adds.
+    """
+    global clock
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    clock = time.process_time
+
+
 def _rate(step, steps: int, warmup: int) -> float:
     for _ in range(warmup):
         step()
-    t0 = time.perf_counter()
+    t0 = clock()
     for _ in range(steps):
         out = step()
     # Reading the last step's outputs waits for the steps still running asynchronously.
     _ = [o.numpy() for o in _flatten(out) if hasattr(o, "numpy")]
-    return steps / (time.perf_counter() - t0)
+    return steps / (clock() - t0)
 
 
 def _flatten(out):
@@ -102,10 +123,29 @@ def train_case(problem: str, steps: int, warmup: int):
     pde, make = _problem(problem)
     model = make()
     total = steps + warmup
+    balancer = pinnlib.ReLoBRaLo(pde.num_terms, seed=0)
+    if clock is time.process_time:
+        # CPU time: compile with a short first call of the same Trainer that pinnlib.train
+        # builds, then time the rest (its evaluations, at train()'s default schedule for
+        # `total` steps, and the read-backs included).
+        trainer = pinnlib.Trainer(model, pde, balancer, seed=0)
+        before = trainer.run(warmup, eval_every=warmup, progress=False).info["seconds"]
+        t0, w0 = clock(), time.perf_counter()
+        history = trainer.run(total, progress=False)
+        cpu, wall = clock() - t0, time.perf_counter() - w0
+        info = history.info
+        outside = wall - (info["seconds"] - before)  # the share from the wall clocks
+        return {
+            "rate": steps / cpu,
+            "step_rate": info["steps_per_second"],
+            "outside_share": outside / wall,
+            "evals": int(history.eval_step.size) - 1,
+            "outside_s": outside,
+            "compile_s": info.get("first_step_seconds") or 0.0,
+            "jit_compile": info.get("jit_compile"),
+        }
     t0 = time.perf_counter()
-    history = pinnlib.train(
-        model, pde, pinnlib.ReLoBRaLo(pde.num_terms, seed=0), steps=total, seed=0, progress=False
-    )
+    history = pinnlib.train(model, pde, balancer, steps=total, seed=0, progress=False)
     wall = time.perf_counter() - t0
     info = history.info
     compile_s = info.get("first_step_seconds") or 0.0
@@ -309,9 +349,9 @@ def deepxde_case(problem: str, steps: int, warmup: int):
     # Fixed points (DeepXDE's default): resampling every step through its Python callback
     # would make it slower still, so this is its best case.
     model.train(iterations=warmup, display_every=10**9, verbose=0)
-    t0 = time.perf_counter()
+    t0 = clock()
     model.train(iterations=steps, display_every=10**9, verbose=0)
-    return steps / (time.perf_counter() - t0)
+    return steps / (clock() - t0)
 
 
 CASES = {
@@ -346,7 +386,10 @@ def main(argv=None):
     parser.add_argument("problem", choices=PROBLEMS)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--cpu-time", action="store_true", help="one thread, CPU seconds")
     args = parser.parse_args(argv)
+    if args.cpu_time:
+        use_cpu_time()
     if args.case == "pinnlib-jets" and args.problem != "kirchhoff":
         parser.error("pinnlib-jets is the Kirchhoff plate's previous derivative path")
     result = CASES[args.case](args.problem, args.steps, args.warmup)

@@ -6,8 +6,10 @@ of this script, never against numbers from elsewhere. Next to each compiled step
 times ``pinnlib.train`` end to end as users call it (defaults: ReLoBRaLo, the default
 evaluation schedule, history read-back) and reports what the evaluation costs. Run with
 ``make bench`` (about 15 minutes on 2 CPU cores); quote the table with the machine it ran on.
+On a machine busy with other work, ``--cpu-time`` runs every case on one TensorFlow thread and
+measures CPU seconds, which the load moves far less than wall time.
 
-    python benchmarks/run.py [--steps 300] [--train-steps 1500] [--rounds 2] [--quick]
+    python benchmarks/run.py [--steps 300] [--train-steps 1500] [--rounds 2] [--quick] [--cpu-time]
 """
 
 from __future__ import annotations
@@ -40,10 +42,13 @@ NAMES = {
 FORWARD = {"helmholtz": "Laplacian", "kirchhoff": "bi-Laplacian", "burgers": "jets"}
 
 
+CPU_TIME = False  # --cpu-time: every case on one thread, timed in CPU seconds
+
+
 def measure(case: str, problem: str, steps: int, warmup: int) -> dict | None:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PINNLIB_BUDGET="full")
     cmd = [sys.executable, str(HERE / "cases.py"), case, problem]
-    cmd += ["--steps", str(steps), "--warmup", str(warmup)]
+    cmd += ["--steps", str(steps), "--warmup", str(warmup)] + (["--cpu-time"] if CPU_TIME else [])
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -74,13 +79,22 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="a fast check: 20 steps, 1 round (numbers are noise)"
     )
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="one TensorFlow thread per case, rates in CPU seconds (steadier on a busy machine)",
+    )
     args = parser.parse_args(argv)
+    global CPU_TIME
+    CPU_TIME = args.cpu_time
     if args.quick:
         args.steps, args.warmup, args.train_steps, args.rounds = 20, 5, 100, 1
     rounds = max(args.rounds, 1)
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
     )
+    if CPU_TIME:
+        print("clock: CPU seconds of each case's process, TensorFlow on one thread (--cpu-time)")
 
     rows, notes, gpu = [], [], False
     for problem in args.problems:
@@ -166,13 +180,15 @@ def main(argv=None) -> int:
             line += f" {g:.0f} |" if g is not None else " |"
         print(line)
     print(
-        f"\nsteps/s: best of {rounds} alternating rounds, each case in its own process; peak RSS"
+        f"\nsteps/s{' (per CPU second, one thread)' if CPU_TIME else ''}: best of {rounds}"
+        " alternating rounds, each case in its own process; peak RSS"
         " of that process (and the GPU allocator's peak, with a GPU)."
         "\npinnlib.train: steps after the first (compilation) over the wall time of the call,"
         " evaluations and read-back included."
         "\n* Sum and ReLoBRaLo measured interleaved in one process (median of 5 blocks)."
         "\n+ run-steps per second (3 runs x steps/s for the group), best of 2 alternations in one"
-        " process, from the histories (compilation excluded, chunked read-back included)."
+        " process, from the histories (compilation excluded, chunked read-back included; wall"
+        " clock, also with --cpu-time)."
     )
     for note in notes:
         print(f"- {note}")
