@@ -8,7 +8,9 @@ balancer here shares one small base, :class:`Balancer`:
   total, with the weights held constant for the gradient (``tf.stop_gradient``);
 * its state (weights, step counter, remembered losses, random generator) lives in tracked
   ``tf.Variable``\\ s, so ``tf.train.Checkpoint(balancer=b)`` saves and restores it, like a Keras
-  metric;
+  metric; :meth:`Balancer.state_variables` names them all (what :class:`pinnlib.PINNModel`
+  writes into Keras' ``.weights.h5`` and ``.keras`` files), and :meth:`Balancer.get_config` /
+  :meth:`Balancer.from_config` rebuild a balancer from its constructor arguments;
 * balancers that need per-term gradients (:class:`LRAnnealing`, :class:`GradNorm`) say so with
   ``needs_gradients = True``; the training step then passes ``grads=[grads of L_1, ...]``.
 
@@ -48,6 +50,7 @@ References:
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 
@@ -63,6 +66,10 @@ __all__ = [
     "LRAnnealing",
     "GradNorm",
 ]
+
+
+#: ``*args`` and ``**kwargs``: not part of a get_config() dictionary.
+_VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
 def _check_range(name: str, value: float, low: float, high: float, closed: bool = True) -> float:
@@ -261,9 +268,15 @@ class Balancer(tf.Module):
             stacked = tf.convert_to_tensor(losses)
             count = stacked.shape[0] if stacked.shape.rank == 1 else None
         else:
-            losses = list(losses)
-            count = len(losses)
-            stacked = tf.stack([tf.reshape(tf.convert_to_tensor(v), []) for v in losses])
+            terms = [tf.convert_to_tensor(v) for v in losses]
+            count = len(terms)
+            if len({t.dtype for t in terms}) > 1:  # tf.stack would fail with "cannot compute Pack"
+                kinds = ", ".join(f"term {i}: {t.dtype.name}" for i, t in enumerate(terms))
+                raise TypeError(
+                    f"{type(self).__name__}: the loss terms have different dtypes ({kinds}); "
+                    "give them one dtype, e.g. tf.cast(term, tf.float32)"
+                )
+            stacked = tf.stack([tf.reshape(t, []) for t in terms])
         if stacked.shape.rank != 1:
             raise ValueError(f"losses must be a sequence of scalars, got shape {stacked.shape}")
         if count != self.num_terms:
@@ -281,6 +294,48 @@ class Balancer(tf.Module):
         """Forget everything learned: weights to one, step to zero (subclasses extend)."""
         self.step.assign(0)
         self.lambdas.assign(tf.ones([self.num_terms], self.dtype))
+
+    # -- saving --------------------------------------------------------------------------
+    def state_variables(self) -> dict[str, tf.Variable]:
+        """Every variable that decides the balancer's future, by attribute name.
+
+        The ``tf.Variable`` attributes (``step``, ``lambdas``, remembered losses, ...) and, for
+        each ``tf.random.Generator`` attribute, its state as ``"<name>.state"``. Restoring
+        these into a balancer built with the same arguments makes it continue exactly; Keras
+        saving of :class:`pinnlib.PINNModel` stores them under these names.
+        """
+        found = {}
+        for name, value in sorted(vars(self).items()):
+            if isinstance(value, tf.Variable):
+                found[name] = value
+            elif isinstance(value, tf.random.Generator):
+                found[f"{name}.state"] = value.state
+        return found
+
+    def get_config(self) -> dict:
+        """The constructor's arguments, so that ``type(b).from_config(b.get_config())`` builds
+        a balancer like this one (with fresh state: see :meth:`state_variables`).
+
+        Read from the attributes named like the arguments; a subclass with an argument it does
+        not keep under its own name overrides this method.
+        """
+        config = {}
+        for name, parameter in inspect.signature(type(self).__init__).parameters.items():
+            if name == "self" or parameter.kind in _VARIADIC:
+                continue
+            if not hasattr(self, name):
+                raise NotImplementedError(
+                    f"{type(self).__name__} keeps no attribute {name!r} for its constructor "
+                    "argument of that name: override get_config()"
+                )
+            value = getattr(self, name)
+            config[name] = value.name if isinstance(value, tf.DType) else value
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict) -> Balancer:
+        """A new balancer from :meth:`get_config`'s dictionary."""
+        return cls(**config)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(num_terms={self.num_terms})"
@@ -316,6 +371,9 @@ class Fixed(Balancer):
     def reset(self) -> None:
         super().reset()
         self.lambdas.assign(self.fixed)
+
+    def get_config(self) -> dict:
+        return {"weights": self.fixed.numpy().tolist(), "dtype": self.dtype.name, "name": self.name}
 
     def __repr__(self) -> str:
         return f"Fixed(weights={self.fixed.numpy().tolist()})"
@@ -412,6 +470,7 @@ class ReLoBRaLo(Balancer):
         self.temperature = _check_positive("temperature", temperature)
         self.rho = _check_range("rho", rho, 0.0, 1.0)
         self.eps = _check_range("eps", eps, 0.0, 1.0)
+        self.seed = None if seed is None else _check_int("seed", seed, -(2**63), 2**63 - 1)
         n = self.num_terms
         self.initial_losses = tf.Variable(tf.ones([n], self.dtype), trainable=False, name="L0")
         self.previous_losses = tf.Variable(tf.ones([n], self.dtype), trainable=False, name="Lprev")

@@ -23,6 +23,7 @@ from .validation import check_choice, check_float, check_int
 __all__ = ["mlp", "Affine", "ACTIVATIONS", "activation_name", "sine", "model_dtype"]
 
 
+@keras.saving.register_keras_serializable(package="pinnlib")
 def sine(x):
     """The sine activation ``sin(x)`` (SIREN-style networks; ``mlp(..., activation="sin")``)."""
     return keras.ops.sin(x)
@@ -45,11 +46,14 @@ def activation_name(activation) -> str | None:
     return None
 
 
+@keras.saving.register_keras_serializable(package="pinnlib")
 class Affine(keras.layers.Layer):
     """A fixed elementwise map ``x * scale + offset`` (no trainable weights).
 
     Like ``keras.layers.Rescaling``, but the constants are converted in the layer's own dtype,
-    so a float64 network keeps them exact (Rescaling rounds them through float32).
+    so a float64 network keeps them exact (Rescaling rounds them through float32). Registered
+    with Keras (as is :func:`sine`), so ``keras.models.load_model`` reads an :func:`mlp` back
+    without ``custom_objects``.
     """
 
     def __init__(self, scale, offset=0.0, **kwargs):

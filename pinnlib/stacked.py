@@ -40,7 +40,7 @@ class StackedDense:
 
 def _signature(model) -> list | None:
     """What two models must share to be stacked, or None if the model cannot be stacked."""
-    if not isinstance(model, keras.Sequential):
+    if not isinstance(model, keras.Sequential) or not model.built:  # unbuilt: check_run says so
         return None
     out = []
     for layer in model.layers:

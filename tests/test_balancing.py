@@ -580,6 +580,37 @@ def test_checkpoint_round_trip_restores_generator(tmp_path):
     np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize(
+    "balancer, names",
+    [
+        (Sum(2), ["lambdas", "step"]),
+        (Fixed([1.0, 3.0]), ["lambdas", "step"]),
+        (SoftAdapt(2, temperature=0.5), ["lambdas", "previous_losses", "step"]),
+        (LRAnnealing(2, a=0.2, update_every=3, weighted=True), ["lambdas", "step"]),
+        (GradNorm(2, asymmetry=0.5), ["initial_losses", "lambdas", "step"]),
+        (
+            ReLoBRaLo(2, alpha=0.5, rho=0.25, seed=4, dtype="float64"),
+            ["generator.state", "initial_losses", "lambdas", "previous_losses", "step"],
+        ),
+    ],
+    ids=lambda v: type(v).__name__ if not isinstance(v, list) else "",
+)
+def test_config_and_state_variables(balancer, names):
+    # get_config/from_config rebuild the balancer's arguments; state_variables names its state,
+    # the generator's included (what Keras saving of PINNModel writes by name).
+    config = balancer.get_config()
+    assert json.loads(json.dumps(config)) == config  # plain values, storable in a .keras file
+    again = type(balancer).from_config(config)
+    assert repr(again) == repr(balancer) and again.get_config() == config
+    assert again.dtype == balancer.dtype
+    state = balancer.state_variables()
+    assert sorted(state) == names
+    assert all(isinstance(v, tf.Variable) for v in state.values())
+    if "generator.state" in state:
+        assert state["generator.state"] is balancer.generator.state
+    np.testing.assert_array_equal(again.lambdas.numpy(), balancer.lambdas.numpy())
+
+
 # -- the file can be copied alone ---------------------------------------------------------------
 def test_balancing_imports_only_tensorflow_and_numpy():
     tree = ast.parse(Path(balancing.__file__).read_text(encoding="utf-8"))

@@ -9,6 +9,7 @@ one small subclass; the chapter "Your own PDE" writes one.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,6 +20,10 @@ from ..validation import check_int, check_positive
 
 # check_positive is re-exported for PDE subclasses (the chapter "Your own PDE" uses it).
 __all__ = ["PDE", "check_positive"]
+
+
+#: ``*args`` and ``**kwargs``: not part of a get_config() dictionary.
+_VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
 class PDE:
@@ -162,6 +167,31 @@ class PDE:
         axes = [np.linspace(lo, hi, n) for lo, hi in zip(self.lower, self.upper)]
         mesh = np.meshgrid(*axes, indexing="ij")
         return np.stack([m.reshape(-1) for m in mesh], axis=1), tuple(m.shape for m in mesh)[0]
+
+    # -- saving ----------------------------------------------------------------------------
+    def get_config(self) -> dict:
+        """The constructor's arguments, so that ``type(p).from_config(p.get_config())`` builds
+        the same problem (what a Keras ``.keras`` file of :class:`pinnlib.PINNModel` stores).
+
+        Read from the attributes named like the arguments; a subclass with an argument it does
+        not keep under its own name overrides this method.
+        """
+        config = {}
+        for name, parameter in inspect.signature(type(self).__init__).parameters.items():
+            if name == "self" or parameter.kind in _VARIADIC:
+                continue
+            if not hasattr(self, name):
+                raise NotImplementedError(
+                    f"{type(self).__name__} keeps no attribute {name!r} for its constructor "
+                    "argument of that name: override get_config()"
+                )
+            config[name] = getattr(self, name)
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict) -> PDE:
+        """A new problem from :meth:`get_config`'s dictionary."""
+        return cls(**config)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -10,6 +10,8 @@ A reader can follow it top to bottom, one small module a concept:
   grouped) or several same-size networks stacked into one batched network;
 * :mod:`~pinnlib.training.loop`: the only Python loop (chunks, read-back, evaluation,
   progress bar, interrupt, checkpoints);
+* :mod:`~pinnlib.training.checkpoints`: the checkpoint folder (what it holds, in which order it
+  is written, how a resume is checked: ``resume="auto" | "must" | "never"``);
 * :mod:`~pinnlib.training.history`: what a run records;
 * the front ends :mod:`~pinnlib.training.trainer` (:func:`pinnlib.train`,
   :class:`pinnlib.Trainer`), :mod:`~pinnlib.training.together`

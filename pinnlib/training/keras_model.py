@@ -14,6 +14,21 @@ A loss term that turns NaN or infinite is not applied, and ``fit`` stops with a
 well, where TensorFlow's own assertions compile to nothing). The compiled loop of
 :func:`pinnlib.train` is faster; this path is for people who live in Keras (callbacks, ``fit``
 logs). TensorFlow backend only.
+
+Saving works the Keras way, with everything that decides the rest of the run: the network, the
+optimizer (after ``compile``), the balancer's state (step counter, weights, remembered losses,
+the lookback generator of :class:`~pinnlib.balancing.ReLoBRaLo`), the point sampler and the
+step counter. So ``model.save_weights("run.weights.h5")`` / ``model.load_weights(...)``,
+``model.save("run.keras")`` / ``keras.models.load_model("run.keras")``,
+``keras.callbacks.ModelCheckpoint`` and ``keras.callbacks.BackupAndRestore`` give back a model
+that continues exactly as the uninterrupted one would. ``load_model`` needs no
+``custom_objects`` for pinnlib's own classes (they are registered with Keras under the package
+name ``"pinnlib"``); a PDE or balancer of your own must be registered with
+``@keras.saving.register_keras_serializable()`` or passed as ``custom_objects={"MyPDE":
+MyPDE}``, and must have a ``get_config`` (the base classes read the constructor's arguments
+from attributes of the same names). Weights files load into a model built with the same
+network, PDE and balancer type; another balancer type is refused with a ValueError naming both
+sets of state.
 """
 
 from __future__ import annotations
@@ -22,15 +37,76 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from .. import balancing, pdes
 from ..balancing import Balancer
 from ..nn import model_dtype
 from ..pdes.base import PDE
+from ..validation import check_int
 from .runs import check_run
 from .step import NonFiniteLossError, balanced_step
 
 __all__ = ["PINNModel"]
 
+#: pinnlib's PDEs and balancers, registered with Keras so that ``keras.models.load_model``
+#: rebuilds them from a ``.keras`` file without ``custom_objects``. (Registered here rather
+#: than where they are defined: ``balancing.py`` imports only TensorFlow and NumPy.)
+_REGISTERED = (
+    balancing.Sum,
+    balancing.Fixed,
+    balancing.SoftAdapt,
+    balancing.ReLoBRaLo,
+    balancing.LRAnnealing,
+    balancing.GradNorm,
+    pdes.Poisson1D,
+    pdes.Helmholtz,
+    pdes.Kirchhoff,
+    pdes.Burgers,
+)
+for _cls in _REGISTERED:
+    if keras.saving.get_registered_object(f"pinnlib>{_cls.__name__}") is None:
+        keras.saving.register_keras_serializable(package="pinnlib")(_cls)
 
+
+class _SavedVariables(keras.layers.Layer):
+    """Plain ``tf.Variable``\\ s that Keras saving writes and reads by name.
+
+    Keras 3 saves the variables of layers, models and optimizers, not those of a ``tf.Module``
+    such as a balancer or of a ``tf.random.Generator``. This layer (no weights of its own, no
+    computation) holds such variables and stores them under their names in ``.weights.h5`` and
+    ``.keras`` files; loading checks names, shapes and dtypes and refuses a mismatch.
+    """
+
+    def __init__(self, variables: dict[str, tf.Variable], what: str, **kwargs):
+        super().__init__(trainable=False, **kwargs)
+        self._names, self._saved, self._what = tuple(variables), tuple(variables.values()), what
+        self.built = True
+
+    def save_own_variables(self, store):
+        for name, variable in zip(self._names, self._saved):
+            store[name] = variable.numpy()
+
+    def load_own_variables(self, store):
+        saved = sorted(store.keys())
+        if saved != sorted(self._names):
+            found = f"holds {saved}" if saved else "holds none"
+            raise ValueError(
+                f"the file's state of the {self._what} does not fit this model: the file {found}, "
+                f"this model has {sorted(self._names)} (another balancer type?)"
+            )
+        for name, variable in zip(self._names, self._saved):
+            value = np.asarray(store[name])
+            want = (tuple(variable.shape), variable.dtype.as_numpy_dtype)
+            if (value.shape, value.dtype) != want:
+                raise ValueError(
+                    f"the file's {self._what} state {name!r} has shape {value.shape} and dtype "
+                    f"{value.dtype}, this model's has {want[0]} and {np.dtype(want[1])} "
+                    "(another number of loss terms or dtype?)"
+                )
+        for name, variable in zip(self._names, self._saved):
+            variable.assign(np.asarray(store[name]))
+
+
+@keras.saving.register_keras_serializable(package="pinnlib")
 class PINNModel(keras.Model):
     """A Keras model that trains ``network`` on ``pde`` with ``balancer`` inside ``fit``.
 
@@ -44,6 +120,8 @@ class PINNModel(keras.Model):
 
     Attributes:
         applied_steps: training steps applied so far (a ``tf.Variable``).
+        balancer_state, sampler_state: the layers through which Keras saves the balancer's
+            state and the sampler's (with ``applied_steps``); no weights of their own.
     """
 
     def __init__(
@@ -62,8 +140,9 @@ class PINNModel(keras.Model):
         self.network, self.pde, self.balancer = network, pde, balancer
         self.n_interior, self.n_boundary = int(n_interior), int(n_boundary)
         self.derivative_mode = derivative_mode
+        self.seed = None if seed is None else check_int("seed", seed)
         self.sampler = (
-            tf.random.Generator.from_seed(seed)
+            tf.random.Generator.from_seed(self.seed)
             if seed is not None
             else tf.random.Generator.from_non_deterministic_state()
         )
@@ -71,6 +150,68 @@ class PINNModel(keras.Model):
         self.halted = tf.Variable(False, trainable=False, name="halted")
         # The losses of the first step that was not finite, for the error message.
         self.failed_losses = tf.Variable(tf.zeros([pde.num_terms], tf.float64), trainable=False)
+        # Keras saving walks a model's attributes and finds these; set past Keras' tracking so
+        # that they stay out of model.layers and summary() (they compute nothing).
+        states = {
+            "balancer_state": _SavedVariables(
+                balancer.state_variables(),
+                f"balancer ({type(balancer).__name__})",
+                name="balancer_state",
+            ),
+            "sampler_state": _SavedVariables(
+                {"sampler.state": self.sampler.state, "applied_steps": self.applied_steps},
+                "sampler",
+                name="sampler_state",
+            ),
+        }
+        for name, layer in states.items():
+            object.__setattr__(self, name, layer)
+        # Built from the start: the network is (check_run made sure) and nothing else is created
+        # later, so Keras can save the model before or after fit.
+        self.built = True
+
+    def build(self, input_shape=None):
+        """Nothing to build: the network is built and the state exists from the constructor."""
+
+    def get_config(self) -> dict:
+        """What ``keras.models.load_model`` needs to rebuild the model (its state is in the
+        file's weights)."""
+        serialize = keras.saving.serialize_keras_object
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "network": serialize(self.network),
+            "pde": serialize(self.pde),
+            "balancer": serialize(self.balancer),
+            "n_interior": self.n_interior,
+            "n_boundary": self.n_boundary,
+            "seed": self.seed,
+            "derivative_mode": self.derivative_mode,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects=None) -> PINNModel:
+        """A new model from :meth:`get_config`'s dictionary (network, PDE and balancer are
+        rebuilt by Keras' deserialization, so classes of your own must be registered or given
+        in ``custom_objects``)."""
+        config = dict(config)
+        for key in ("network", "pde", "balancer"):
+            config[key] = keras.saving.deserialize_keras_object(
+                config[key], custom_objects=custom_objects
+            )
+        return cls(**config)
+
+    def compile(self, *args, **kwargs):
+        """``keras.Model.compile``; the optimizer's state is created at once, not at the first
+        step, so that a model saved or loaded before ``fit`` includes it."""
+        super().compile(*args, **kwargs)
+        if not self.optimizer.built:
+            self.optimizer.build(self.network.trainable_variables)
+
+    def compile_from_config(self, config: dict) -> None:
+        """How ``keras.models.load_model`` compiles the model again (Keras asks a model that
+        overrides ``compile`` to say so)."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
 
     def call(self, inputs, training=False):
         return self.network(inputs, training=training)
@@ -89,6 +230,7 @@ class PINNModel(keras.Model):
             self.optimizer,
             self.halted,
             self.applied_steps,
+            names=self.pde.term_names,
         )
         first_failure = tf.logical_and(self.halted, tf.logical_not(was_halted))
         wide = tf.cast(losses, tf.float64)
@@ -101,6 +243,9 @@ class PINNModel(keras.Model):
 
     def fit(self, x=None, *args, **kwargs):
         """``keras.Model.fit``; without ``x`` the (ignored) input is a dummy dataset."""
+        for name, low in (("epochs", 0), ("initial_epoch", 0), ("steps_per_epoch", 1)):
+            if kwargs.get(name) is not None:
+                kwargs[name] = check_int(name, kwargs[name], low)
         if x is None:
             if kwargs.get("steps_per_epoch") is None:
                 raise ValueError("pass steps_per_epoch: a PINN draws its own points every step")

@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..validation import check_int
+from .checkpoints import Checkpoints
 from .history import History
 from .runs import RunLayout
 from .step import NonFiniteLossError
@@ -47,6 +48,7 @@ def train_runs(
     checkpoint_dir: str | Path | None,
     checkpoint_every: int | None,
     chunk: int,
+    resume: str = "auto",
 ) -> list[History]:
     """Train every run of ``layout`` until it has made ``steps`` steps (a total: a resumed or
     repeated call continues); returns the runs' histories. The front ends
@@ -59,9 +61,10 @@ def train_runs(
         eval_points: grid points per axis for the error.
         progress: show a tqdm progress bar.
         checkpoint_dir: save checkpoints and histories here; a fresh layout (at step 0)
-            resumes from the newest checkpoint found there.
+            resumes from the newest checkpoint found there (:mod:`~pinnlib.training.checkpoints`).
         checkpoint_every: checkpoint period in steps (default 1000; needs ``checkpoint_dir``).
         chunk: steps between read-backs of the losses (the progress bar's granularity).
+        resume: ``"auto"``, ``"must"`` or ``"never"`` (:mod:`~pinnlib.training.checkpoints`).
     """
     steps = check_int("steps", steps, 0)
     eval_every = (
@@ -69,7 +72,7 @@ def train_runs(
     )
     chunk = check_int("chunk", chunk, 1)
     eval_points = check_int("eval_points", eval_points, 2)
-    saver = _Checkpoints(layout, checkpoint_dir, checkpoint_every)
+    saver = Checkpoints(layout, checkpoint_dir, checkpoint_every, resume)
     evaluation = layout.evaluations.get(eval_points)
     if evaluation is None:
         evaluation = layout.evaluations[eval_points] = _Evaluation(layout, eval_points)
@@ -211,58 +214,6 @@ class _Evaluation:
         errors = self.errors().numpy()
         for run, (rel, mse) in zip(self.layout.runs, errors):
             run.history.record_evaluation(step, rel, mse, round(self.layout.seconds, 4))
-
-
-class _Checkpoints:
-    """Saves a layout's checkpoint and histories every ``every`` steps; restores on a resume."""
-
-    def __init__(self, layout: RunLayout, directory, every):
-        self.layout, self.manager = layout, None
-        if directory is None:
-            if every is not None:
-                raise ValueError("checkpoint_every needs a checkpoint_dir")
-            return
-        self.every = check_int("checkpoint_every", 1000 if every is None else every, 1)
-        self.directory = Path(directory)
-        runs = layout.runs
-        self.files = (
-            ["history.npz"] if len(runs) == 1 else [f"history_{i}.npz" for i in range(len(runs))]
-        )
-        checkpoint = layout.checkpoint()
-        self.manager = tf.train.CheckpointManager(checkpoint, str(directory), max_to_keep=2)
-        if self.manager.latest_checkpoint and max(layout.steps()) == 0:
-            self._restore(checkpoint)
-
-    def _restore(self, checkpoint: tf.train.Checkpoint) -> None:
-        status = None
-        try:
-            status = checkpoint.restore(self.manager.latest_checkpoint)
-            status.assert_existing_objects_matched()
-        except (AssertionError, ValueError) as error:  # missing objects, other shapes
-            if status is not None:
-                status.expect_partial()  # no second complaint when it is garbage-collected
-            raise ValueError(
-                f"the checkpoint in {self.directory} belongs to other runs (another number of "
-                f"runs, model, optimizer, balancer or stacking): {error}"
-            ) from None
-        step = min(self.layout.steps())
-        for run, name in zip(self.layout.runs, self.files):
-            saved = self.directory / name
-            if saved.exists():
-                run.history = History.load(saved).truncate(step)
-        clock = self.layout.runs[0].history.time  # training seconds at each evaluation
-        self.layout.seconds = float(clock[-1]) if clock.size else 0.0
-
-    def next(self, now: int) -> int:
-        """The step of the next save (no limit without a directory)."""
-        return (now // self.every + 1) * self.every if self.manager else np.iinfo(np.int64).max
-
-    def save_if_due(self, now: int, steps: int) -> None:
-        if self.manager is None or (now % self.every and now != steps):
-            return
-        self.manager.save(checkpoint_number=now)
-        for run, name in zip(self.layout.runs, self.files):
-            run.history.save(self.directory / name)
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):

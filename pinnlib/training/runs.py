@@ -52,6 +52,15 @@ def check_run(model, pde, balancer, n_interior, n_boundary, derivative_mode) -> 
     """Validate the pieces of a run; returns the balancer (:class:`pinnlib.Sum` for ``None``)."""
     check_instance("pde", pde, PDE, "a pinnlib PDE")
     pde.check_sizes(n_interior, n_boundary)
+    check_instance("model", model, keras.Model, "a Keras model")
+    if not model.built:  # its weights would appear inside the compiled step, unknown to Adam
+        d = pde.dims
+        raise ValueError(
+            f"the model {model.name!r} is not built yet, so it has no weights to train: give "
+            f"it an input, e.g. keras.Sequential([keras.Input(({d},)), ...]) (pinnlib.mlp "
+            f"does), or build it first with model.build((None, {d})) or by calling it once, "
+            f"model(tf.zeros([1, {d}]))"
+        )
     pde.check_model(model)
     balancer = Sum(pde.num_terms) if balancer is None else balancer
     check_instance("balancer", balancer, Balancer, "a pinnlib Balancer")
@@ -175,6 +184,7 @@ def _one_run(run: Run, halted: tf.Variable) -> tuple[tf.Tensor, tf.Tensor]:
         run.optimizer,
         halted,
         run.step,
+        names=run.pde.term_names,
     )
 
 
@@ -194,6 +204,8 @@ class SeparateRuns(RunLayout):
         outputs = [_one_run(run, flag) for run, flag in zip(self.runs, self.halted)]
         if len(outputs) == 1:
             return outputs[0]
+        if len({o[0].dtype for o in outputs}) > 1:  # float32 and float64 networks together
+            outputs = [[tf.cast(t, tf.float64) for t in o] for o in outputs]
         return tf.stack([o[0] for o in outputs]), tf.stack([o[1] for o in outputs])
 
     def checkpoint(self):
@@ -268,6 +280,7 @@ class StackedRuns(RunLayout):
             self.optimizer,
             self.halted[0],
             first.step,
+            names=first.pde.term_names,
         )
 
     def write_back(self) -> None:

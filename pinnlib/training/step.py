@@ -24,6 +24,7 @@ PINNs".
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 
 import keras
@@ -66,6 +67,42 @@ class NonFiniteLossError(FloatingPointError):
         )
 
 
+#: Float dtypes as TensorFlow's messages name them ("float", "double" in eager kernels).
+_DTYPE_WORDS = re.compile(r"\b(bfloat16|float16|half|float32|float64|float|double)\b")
+_SAME = {"half": "float16", "float": "float32", "double": "float64"}
+
+
+def _loss_terms(loss_terms: Callable, names: Sequence[str] | None) -> list[tf.Tensor]:
+    """The loss terms, all of one dtype; a TypeError that says why when they are not.
+
+    Two ways a PDE mixes float32 and float64: terms that come back in different dtypes
+    (``tf.stack`` would say "cannot compute Pack"), or an operation inside the residuals that
+    meets both (a float32 constant in a float64 model); TensorFlow's message then names an op,
+    not the cause, so the cause is added.
+    """
+    try:
+        terms = [tf.convert_to_tensor(t) for t in loss_terms()]
+    except (TypeError, ValueError, tf.errors.InvalidArgumentError) as error:
+        found = {_SAME.get(w, w) for w in _DTYPE_WORDS.findall(str(error))}
+        if len(found) < 2:
+            raise
+        first = str(error).strip().splitlines()[0]
+        raise TypeError(
+            f"computing the loss terms mixed {' and '.join(sorted(found))} tensors ({first}). "
+            "Every tensor in a PDE's residuals must have the dtype of the "
+            "points, which is the model's (float64 for pinnlib.mlp(..., dtype='float64')): "
+            "create constants with dtype=points.dtype, or tf.cast them"
+        ) from error
+    if len({t.dtype for t in terms}) > 1:
+        labels = names if names is not None and len(names) == len(terms) else range(len(terms))
+        kinds = ", ".join(f"{n!r}: {t.dtype.name}" for n, t in zip(labels, terms))
+        raise TypeError(
+            f"the loss terms have different dtypes ({kinds}); a PDE's terms must all have the "
+            "model's dtype: tf.cast them in the PDE"
+        )
+    return terms
+
+
 def _gradients(tape, term, variables) -> list[tf.Tensor]:
     """Gradient of one loss term; zeros for variables it does not depend on (e.g. the output
     bias for a term made of derivatives only)."""
@@ -101,6 +138,7 @@ def balanced_step(
     optimizer: keras.optimizers.Optimizer,
     halted: tf.Variable,
     counter: tf.Variable,
+    names: Sequence[str] | None = None,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """One guarded, balanced gradient step; call it inside a ``tf.function``.
 
@@ -114,6 +152,7 @@ def balanced_step(
         halted: a boolean variable; a non-finite loss sets it and, while it is set, the step
             is skipped.
         counter: an integer variable counting the applied steps.
+        names: the terms' names, for the message when their dtypes differ.
 
     Returns:
         ``(losses, lambdas)``: shape ``(terms,)`` for one run, ``(S, terms)`` for a stack;
@@ -121,7 +160,7 @@ def balanced_step(
     """
     needs = any(b.needs_gradients for b in balancers)
     with tf.GradientTape(persistent=needs) as tape:
-        terms = list(loss_terms())
+        terms = _loss_terms(loss_terms, names)
         losses = tf.stack(terms, axis=-1)
     finite = tf.reduce_all(tf.math.is_finite(losses))
 

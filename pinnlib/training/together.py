@@ -51,6 +51,7 @@ _SHARED = (
     "checkpoint_dir",
     "checkpoint_every",
     "chunk",
+    "resume",
 )
 
 
@@ -127,9 +128,11 @@ def train_together(
         options: the keyword arguments of :func:`pinnlib.train` that all runs share, with its
             defaults: ``n_interior``, ``n_boundary``, ``learning_rate``, ``eval_every``,
             ``eval_points``, ``progress``, ``jit_compile``, ``derivative_mode``,
-            ``checkpoint_dir``, ``checkpoint_every`` and ``chunk``. With ``checkpoint_dir`` the
-            checkpoint holds every run (and ``history_<i>.npz`` its history), and a later call
-            with fresh models and the same arguments continues exactly where the runs stopped.
+            ``checkpoint_dir``, ``checkpoint_every``, ``chunk`` and ``resume``. With
+            ``checkpoint_dir`` the checkpoint holds every run (and ``history_<i>.npz`` its
+            history), and a later call with fresh models and the same arguments continues
+            exactly where the runs stopped (``resume="must"``/``"never"`` as in
+            :func:`pinnlib.train`).
 
     Returns:
         One :class:`~pinnlib.training.history.History` per run, in the order of ``models``.
@@ -174,4 +177,4 @@ def train_together(
         ]
         layout = SeparateRuns(runs, o["jit_compile"])
     schedule = ("eval_every", "eval_points", "progress", "checkpoint_dir", "checkpoint_every")
-    return train_runs(layout, steps, *(o[k] for k in schedule), o["chunk"])
+    return train_runs(layout, steps, *(o[k] for k in schedule), o["chunk"], o["resume"])

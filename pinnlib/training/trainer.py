@@ -11,8 +11,11 @@ optimizer or the balancer sees it, with a :class:`~pinnlib.training.step.NonFini
 (a ``FloatingPointError``) naming the step and the term; the history so far is attached as
 ``error.history``. With ``checkpoint_dir`` the model, optimizer, balancer, sampling generator
 and step counter are saved every ``checkpoint_every`` steps and a later call resumes from the
-newest checkpoint, continuing exactly as an uninterrupted run would. Interrupting the kernel
-stops after the current chunk and returns the history so far.
+newest checkpoint, continuing exactly as an uninterrupted run would; it prints ``resumed from
+step N``, refuses a folder saved by another run (PDE, balancer type, network shape, ...) with a
+ValueError naming both, and ``resume="must"``/``"never"`` insist on resuming or on a fresh start
+(:mod:`~pinnlib.training.checkpoints`). Interrupting the kernel stops after the current chunk
+and returns the history so far.
 """
 
 from __future__ import annotations
@@ -106,13 +109,15 @@ class Trainer:
         progress: bool = True,
         checkpoint_dir: str | Path | None = None,
         checkpoint_every: int | None = None,
+        resume: str = "auto",
     ) -> History:
         """Train until ``self.step == steps`` (a total, so a resumed run continues).
 
         Arguments as in :func:`train`. Returns the :class:`History` (also ``self.history``).
+        A trainer that has trained already continues from its own state, not from a checkpoint.
         """
         schedule = (steps, eval_every, eval_points, progress, checkpoint_dir, checkpoint_every)
-        (history,) = train_runs(self._layout, *schedule, self.chunk)
+        (history,) = train_runs(self._layout, *schedule, self.chunk, resume)
         return history
 
     def checkpoint(self) -> tf.train.Checkpoint:
@@ -138,6 +143,7 @@ def train(
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int | None = None,
     chunk: int = 100,
+    resume: str = "auto",
 ) -> History:
     """Train ``model`` on ``pde`` for ``steps`` Adam steps with points resampled every step.
 
@@ -156,9 +162,14 @@ def train(
         progress: show a tqdm progress bar.
         jit_compile: XLA-compile the training step (default ``True``; see :class:`Trainer`).
         derivative_mode: ``"auto"``, ``"forward"`` or ``"tape"``.
-        checkpoint_dir: save a checkpoint (and ``history.npz``) here and resume from it.
+        checkpoint_dir: save a checkpoint (and ``history.npz``, ``runs.json``) here and
+            resume from it; a resume prints ``resumed from step N``.
         checkpoint_every: checkpoint period in steps (default 1000).
         chunk: steps between read-backs of the history.
+        resume: with ``checkpoint_dir``: ``"auto"`` resumes if the folder holds a checkpoint,
+            ``"must"`` raises a ValueError if it holds none (a mistyped path), ``"never"``
+            raises one if it does (pinnlib deletes nothing). A checkpoint of another run (PDE,
+            balancer type, number of terms, network shape, optimizer) is always refused.
 
     Returns:
         The :class:`History`. Raises :class:`~pinnlib.training.step.NonFiniteLossError` (a
@@ -177,4 +188,5 @@ def train(
         derivative_mode=derivative_mode,
         chunk=chunk,
     )
-    return trainer.run(steps, eval_every, eval_points, progress, checkpoint_dir, checkpoint_every)
+    schedule = (steps, eval_every, eval_points, progress, checkpoint_dir, checkpoint_every)
+    return trainer.run(*schedule, resume=resume)
