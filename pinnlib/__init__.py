@@ -5,8 +5,10 @@ The small library behind the book "Balancing the losses". One concept a module:
 :mod:`~pinnlib.derivatives` (forward mode and nested tapes), :mod:`~pinnlib.balancing`
 (Sum, Fixed, SoftAdapt, LRAnnealing, GradNorm, ReLoBRaLo), :mod:`~pinnlib.training` (the
 engine: one compiled step and one loop for one run or many, and the ``fit`` path),
-:mod:`~pinnlib.stacked` (several networks as one), :mod:`~pinnlib.validation` (argument
-checks), :mod:`~pinnlib.metrics`, :mod:`~pinnlib.plot` and :mod:`~pinnlib.budget`.
+:mod:`~pinnlib.stacked` (several networks as one), :mod:`~pinnlib.constraints` (hard boundary
+conditions), :mod:`~pinnlib.validation` (argument checks), :mod:`~pinnlib.metrics`,
+:mod:`~pinnlib.stats` (summaries of several runs: tail error, median, collapsed runs),
+:mod:`~pinnlib.plot` and :mod:`~pinnlib.budget`.
 """
 
 from ._quiet import import_tensorflow_quietly as _import_tensorflow_quietly
@@ -14,8 +16,10 @@ from ._quiet import import_tensorflow_quietly as _import_tensorflow_quietly
 # Load TensorFlow without its C++ start-up chatter (PINNLIB_QUIET=0 shows it).
 _import_tensorflow_quietly()
 
+from . import stats  # noqa: E402  (pinnlib.stats.tail_error etc. without a second import)
 from .balancing import Balancer, Fixed, GradNorm, LRAnnealing, ReLoBRaLo, SoftAdapt, Sum  # noqa: E402
 from .budget import budget, budget_name  # noqa: E402
+from .constraints import BoxDistance, HardBC  # noqa: E402
 from .derivatives import (  # noqa: E402
     bilaplacian,
     derivatives,
@@ -49,6 +53,8 @@ __all__ = [
     "GradNorm",
     "budget",
     "budget_name",
+    "BoxDistance",
+    "HardBC",
     "bilaplacian",
     "derivatives",
     "forward_derivatives",
@@ -70,6 +76,7 @@ __all__ = [
     "plot_lambdas",
     "plot_error",
     "plot_solution",
+    "stats",
     "History",
     "NonFiniteLossError",
     "Trainer",

@@ -38,6 +38,7 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
+from .constraints import HardBC
 from .nn import Affine, activation_name, model_dtype
 from .stacked import StackedDense
 from .validation import check_choice
@@ -353,8 +354,11 @@ def derivatives(model, x, wanted: Iterable[MultiIndex], mode: str = "auto"):
 
 
 # -- the Laplacian alone ---------------------------------------------------------------------
-def _forward_laplacian(model, x):
-    """Value and Laplacian carried through the layers (value, gradient, Laplacian)."""
+def _forward_laplacian(model, x, with_gradient: bool = False):
+    """Value and Laplacian carried through the layers (value, gradient, Laplacian).
+
+    ``with_gradient``: also return the gradient, as a list of one tensor per coordinate.
+    """
     dims = x.shape[-1]
     h = x
     # Gradient blocks start as broadcast rows e_i; the Laplacian starts at zero (None).
@@ -389,7 +393,42 @@ def _forward_laplacian(model, x):
         grads = [s[1] * g for g in zg]
     if lap is None:  # no activation at all: a linear map has zero Laplacian
         lap = tf.zeros_like(h)
+    if with_gradient:
+        return h, lap, [g + tf.zeros_like(h) for g in grads]  # broadcast rows to full size
     return h, lap
+
+
+def _value_gradient_laplacian(function, x):
+    """``f``, its gradient (one tensor per coordinate) and Laplacian by two nested tapes.
+
+    For the small pointwise functions of a :class:`~pinnlib.constraints.HardBC` (distance and
+    lift), whose derivatives cost next to nothing next to the network's.
+    """
+    cols = [x[..., i : i + 1] for i in range(x.shape[-1])]
+    zero = tf.UnconnectedGradients.ZERO
+    with tf.GradientTape(persistent=True) as outer:
+        outer.watch(cols)
+        with tf.GradientTape(persistent=True) as inner:
+            inner.watch(cols)
+            value = function(tf.concat(cols, axis=-1))
+        grads = [inner.gradient(value, c, unconnected_gradients=zero) for c in cols]
+    lap = tf.add_n([outer.gradient(g, c, unconnected_gradients=zero) for g, c in zip(grads, cols)])
+    return value, grads, lap
+
+
+def _hard_bc_laplacian(model: HardBC, x):
+    """Value and Laplacian of ``u = g + d N`` by the product rule, ``N`` in forward mode::
+
+    lap(u) = lap(g) + d lap(N) + 2 grad(d) . grad(N) + N lap(d)
+    """
+    n, lap_n, grad_n = _forward_laplacian(model.network, x, with_gradient=True)
+    d, grad_d, lap_d = _value_gradient_laplacian(model.distance, x)
+    u = d * n
+    lap = d * lap_n + 2.0 * tf.add_n([a * b for a, b in zip(grad_d, grad_n)]) + n * lap_d
+    if model.lift is not None:
+        g, _, lap_g = _value_gradient_laplacian(model.lift, x)
+        u, lap = g + u, lap_g + lap
+    return u, lap
 
 
 def laplacian(model, x, mode: str = "auto") -> tuple[tf.Tensor, tf.Tensor]:
@@ -399,6 +438,9 @@ def laplacian(model, x, mode: str = "auto") -> tuple[tf.Tensor, tf.Tensor]:
     the gradient and the Laplacian itself, never the individual second derivatives; ``"tape"``
     (or any other model under ``"auto"``) sums the pure second derivatives from nested tapes.
     The Helmholtz residual uses it; the chapter "Derivatives for PINNs" measures the gain.
+    A :class:`~pinnlib.constraints.HardBC` around a :func:`pinnlib.mlp` takes forward mode too:
+    its network's value, gradient and Laplacian combine with those of the distance function by
+    the product rule.
 
     Returns:
         ``(u, lap)``, both of shape ``(N, outputs)``.
@@ -407,6 +449,8 @@ def laplacian(model, x, mode: str = "auto") -> tuple[tf.Tensor, tf.Tensor]:
     x = _check_points(model, x)
     dims = x.shape[-1]
     pure = [tuple(2 if j == i else 0 for j in range(dims)) for i in range(dims)]
+    if isinstance(model, HardBC) and mode != "tape" and forward_supported(model.network, pure):
+        return _hard_bc_laplacian(model, x)
     use_forward = forward_supported(model, pure, dims)
     if mode == "forward" and not use_forward:
         raise ValueError("forward mode supports pinnlib.mlp models (Dense tanh/sin layers) only")

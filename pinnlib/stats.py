@@ -36,6 +36,7 @@ __all__ = [
     "ratio",
     "interleaved_times",
     "relative_cost",
+    "prediction_norm",
 ]
 
 # A run whose prediction has less than this fraction of the exact solution's L2 norm has
@@ -212,3 +213,19 @@ def _wait(out) -> None:
             _wait(item)
     elif hasattr(out, "numpy"):
         out.numpy()
+
+
+def prediction_norm(model, pde, n: int = 256) -> float:
+    """``||u_hat|| / ||u||`` on an ``n``-per-axis grid over ``pde``'s domain.
+
+    The number :func:`is_collapsed` judges: near zero for a network that learnt (nearly) the
+    zero function, near one for one of the right size. Chapters that train their own runs call
+    it on the trained model to label collapsed runs as :mod:`pinnlib.study` does for the stored
+    study.
+    """
+    from .metrics import predict  # here, so that the rest of this module needs only NumPy
+
+    grid, _ = pde.grid(n)
+    exact = np.asarray(pde.exact(grid), dtype=np.float64).reshape(-1)
+    pred = predict(model, grid).reshape(-1)
+    return float(np.linalg.norm(pred) / np.linalg.norm(exact))

@@ -512,7 +512,6 @@ def _launch(args, config, out, argv) -> int:
     import tensorflow as tf
 
     gpus = len(tf.config.list_physical_devices("GPU"))
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
     base, skip = [], False
     for a in argv:  # the same arguments, less --jobs
         if skip or a.startswith("--jobs"):
@@ -522,12 +521,7 @@ def _launch(args, config, out, argv) -> int:
     for phase in ("tuning", "main"):
         workers = []
         for k in range(args.jobs):
-            env = dict(os.environ)
-            if gpus:
-                env["CUDA_VISIBLE_DEVICES"] = str(k % gpus)
-            else:
-                env["TF_NUM_INTRAOP_THREADS"] = str(threads)
-                env["TF_NUM_INTEROP_THREADS"] = "1"
+            env = _worker_env(k, args.jobs, gpus, os.environ, os.cpu_count() or 1)
             shard = ["--shard", f"{k}/{args.jobs}", "--phase", phase]
             cmd = [sys.executable, "-m", "pinnlib.study", *base, *shard]
             workers.append(subprocess.Popen(cmd, env=env))
@@ -536,6 +530,23 @@ def _launch(args, config, out, argv) -> int:
             return max(codes)
     write_manifest(config, out)
     return 0
+
+
+def _worker_env(k: int, jobs: int, gpus: int, environ, cpus: int) -> dict[str, str]:
+    """The environment of worker ``k`` of ``jobs``: its own GPU (round robin; workers sharing a
+    GPU let their memory grow instead of each reserving all of it), or without GPUs an equal
+    share of the CPU threads. One run trains in one process on one device at a time; training
+    one run on several devices is ``pinnlib.train(..., strategy=...)`` (appendix "Scaling
+    out")."""
+    env = dict(environ)
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = str(k % gpus)
+        if jobs > gpus:
+            env["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"
+    else:
+        env["TF_NUM_INTRAOP_THREADS"] = str(max(1, cpus // jobs))
+        env["TF_NUM_INTEROP_THREADS"] = "1"
+    return env
 
 
 if __name__ == "__main__":

@@ -159,23 +159,61 @@ def test_plot_error():
         pinnlib.plot_error(runs, against="epoch")
 
 
-def test_plot_solution():
+def _panels(fig):
+    """The three heatmaps of plot_solution: prediction, exact, error (colour bars excluded)."""
+    return [ax for ax in fig.axes if ax.get_images() and ax.get_label() != "<colorbar>"]
+
+
+def test_plot_solution_shares_one_colour_scale_and_shows_the_signed_error():
     pde = Helmholtz()
-    exact = Closed(lambda x, y: tf.sin(PI * x) * tf.sin(4 * PI * y))
-    fig = pinnlib.plot_solution(exact, pde, n=16, units="m", coordinate_units="km")
+    # The exact solution shifted up by 0.5: the error is +0.5 everywhere.
+    shifted = Closed(lambda x, y: tf.sin(PI * x) * tf.sin(4 * PI * y) + 0.5)
+    fig = pinnlib.plot_solution(shifted, pde, n=16, units="m", coordinate_units="km")
     assert isinstance(fig, matplotlib.figure.Figure)
-    panels = [ax for ax in fig.axes if ax.get_images()]
+    panels = _panels(fig)
     assert len(panels) == 3
     for ax in panels:
         assert (ax.get_xlabel(), ax.get_ylabel()) == ("x (km)", "y (km)")
         assert ax.get_title().endswith("(m)")
-    pred, ref, err = (ax.get_images()[0].get_array() for ax in panels)
-    np.testing.assert_allclose(pred, ref, atol=1e-12)
-    np.testing.assert_allclose(err, 0.0, atol=1e-12)
+    pred, ref, err = (ax.get_images()[0] for ax in panels)
     grid, shape = pde.grid(16)
-    np.testing.assert_allclose(ref, pde.exact(grid).reshape(shape).T)
+    exact = pde.exact(grid).reshape(shape)
+    np.testing.assert_allclose(ref.get_array(), exact.T)
+    np.testing.assert_allclose(pred.get_array(), exact.T + 0.5, atol=1e-12)
+    np.testing.assert_allclose(err.get_array(), 0.5, atol=1e-12)  # signed: PINN - exact
+    # One scale for prediction and exact, spanning both; the error's own, symmetric about 0.
+    low, high = exact.min(), exact.max() + 0.5
+    assert pred.get_clim() == pytest.approx((low, high))
+    assert ref.get_clim() == pytest.approx((low, high))
+    assert err.get_clim() == pytest.approx((-0.5, 0.5))
+    bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(bars) == 2  # one shared by prediction and exact, one for the error
+
+
+def test_plot_solution_is_readable_at_phone_width():
+    fig = pinnlib.plot_solution(pinnlib.mlp(2, 1, 4, seed=0), Kirchhoff(), n=8, units="m")
+    fig.canvas.draw()
+    pred, ref, err = (ax.get_position() for ax in _panels(fig))
+    # Two panels side by side at most: the error panel sits below the other two.
+    assert err.y1 < min(pred.y0, ref.y0)
+    # Shrunk to a 400 px phone screen (about 370 px of text column), a tick label keeps a
+    # height of at least 6 px.
+    width_in = fig.get_size_inches()[0]
+    for ax in fig.axes:
+        for label in ax.get_xticklabels() + ax.get_yticklabels():
+            if label.get_text():
+                assert label.get_fontsize() / 72 * 370 / width_in >= 6, label.get_text()
+
+
+def test_plot_solution_labels_and_wrong_dimension():
     burgers = pinnlib.plot_solution(pinnlib.mlp(2, 1, 4, seed=0), Burgers(), n=8)
-    assert [ax.get_xlabel() for ax in burgers.axes if ax.get_images()] == ["x"] * 3
-    assert [ax.get_ylabel() for ax in burgers.axes if ax.get_images()] == ["t"] * 3
+    assert [ax.get_xlabel() for ax in _panels(burgers)] == ["x"] * 3
+    assert [ax.get_ylabel() for ax in _panels(burgers)] == ["t"] * 3
+    # A perfect prediction: its error scale (all zeros) still has a non-zero width.
+    exact = Closed(lambda x, y: tf.sin(PI * x) * tf.sin(4 * PI * y))
+    err = _panels(pinnlib.plot_solution(exact, Helmholtz(), n=8))[2].get_images()[0]
+    np.testing.assert_allclose(err.get_array(), 0.0, atol=1e-12)
+    low, high = err.get_clim()
+    assert low < 0 < high
     with pytest.raises(ValueError, match="2-D"):
         pinnlib.plot_solution(pinnlib.mlp(1, 1, 4, seed=0), Poisson1D())

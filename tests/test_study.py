@@ -146,6 +146,18 @@ def test_shards_split_the_plan_without_overlap():
         assert sorted(r.name for p in parts for r in p) == sorted(r.name for r in runs)
 
 
+def test_workers_get_a_device_each():
+    """--jobs: one GPU per worker (round robin, growing memory where shared), else CPU shares."""
+    env = [study._worker_env(k, 3, 2, {"PATH": "/bin"}, 16) for k in range(3)]
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in env] == ["0", "1", "0"]
+    assert all(e["TF_FORCE_GPU_ALLOW_GROWTH"] == "true" and e["PATH"] == "/bin" for e in env)
+    alone = study._worker_env(1, 2, 2, {}, 16)
+    assert alone["CUDA_VISIBLE_DEVICES"] == "1" and "TF_FORCE_GPU_ALLOW_GROWTH" not in alone
+    cpu = [study._worker_env(k, 3, 0, {}, 8) for k in range(3)]
+    assert {e["TF_NUM_INTRAOP_THREADS"] for e in cpu} == {"2"}
+    assert all("CUDA_VISIBLE_DEVICES" not in e for e in cpu)
+
+
 def test_load_returns_history_and_provenance(finished):
     config, out = finished
     results = study.load(out)

@@ -150,8 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("not found: " + ", ".join(map(str, missing)))
 
     os.environ["PINNLIB_BUDGET"] = args.budget  # inherited by every kernel
-    # Progress bars are for people watching a run; the stored pages show the results instead.
-    os.environ["TQDM_DISABLE"] = "1"
+    # Progress bars stay on: a chapter asks for one on its long training cells, pinnlib's text
+    # bar goes to stdout and redraws with carriage returns, and the book build shows only its
+    # final line (nb_merge_streams), so the stored page says how long the run took.
     failed, total = [], 0.0
     for nb in notebooks:
         nb = nb.resolve()

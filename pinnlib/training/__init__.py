@@ -12,6 +12,8 @@ A reader can follow it top to bottom, one small module a concept:
   progress bar, interrupt, checkpoints);
 * :mod:`~pinnlib.training.checkpoints`: the checkpoint folder (what it holds, in which order it
   is written, how a resume is checked: ``resume="auto" | "must" | "never"``);
+* :mod:`~pinnlib.training.distributed`: one run data-parallel on the devices of a
+  ``tf.distribute`` strategy (a layout around the same step);
 * :mod:`~pinnlib.training.history`: what a run records;
 * the front ends :mod:`~pinnlib.training.trainer` (:func:`pinnlib.train`,
   :class:`pinnlib.Trainer`), :mod:`~pinnlib.training.together`

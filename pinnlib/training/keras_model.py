@@ -242,7 +242,22 @@ class PINNModel(keras.Model):
         return logs
 
     def fit(self, x=None, *args, **kwargs):
-        """``keras.Model.fit``; without ``x`` the (ignored) input is a dummy dataset."""
+        """``keras.Model.fit``; without ``x`` the (ignored) input is a dummy dataset.
+
+        Not under a ``tf.distribute`` strategy: the guarded step cannot branch on a replica
+        (see :mod:`pinnlib.training.distributed`), so a model built in a strategy's scope is
+        refused with a ``NotImplementedError``; ``pinnlib.train(..., strategy=...)`` trains
+        data-parallel instead.
+        """
+        strategy = getattr(self, "distribute_strategy", None)
+        if tf.distribute.has_strategy() or (
+            strategy is not None and strategy.num_replicas_in_sync > 1
+        ):
+            raise NotImplementedError(
+                "PINNModel.fit does not train under a tf.distribute strategy (this model was "
+                "built in a strategy's scope); use pinnlib.train(model, pde, balancer, "
+                "strategy=..., jit_compile=False), which does (appendix 'Scaling out')"
+            )
         for name, low in (("epochs", 0), ("initial_epoch", 0), ("steps_per_epoch", 1)):
             if kwargs.get(name) is not None:
                 kwargs[name] = check_int(name, kwargs[name], low)

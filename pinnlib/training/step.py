@@ -20,6 +20,10 @@ keep the weights in the balancer's memory: one NaN there would poison every late
 every few steps) clears it; it then raises :class:`NonFiniteLossError` naming the run, step and
 term. Introduced in the chapter "A PINN from scratch"; the stacked form in "Derivatives for
 PINNs".
+
+Across several devices (:mod:`pinnlib.training.distributed`, appendix "Scaling out") the same
+step runs on every replica; a ``sync`` object then takes the guard's branch and the balancer
+update once for all replicas, so that every replica applies the same weights.
 """
 
 from __future__ import annotations
@@ -139,6 +143,7 @@ def balanced_step(
     halted: tf.Variable,
     counter: tf.Variable,
     names: Sequence[str] | None = None,
+    sync=None,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """One guarded, balanced gradient step; call it inside a ``tf.function``.
 
@@ -153,6 +158,10 @@ def balanced_step(
             is skipped.
         counter: an integer variable counting the applied steps.
         names: the terms' names, for the message when their dtypes differ.
+        sync: ``None`` on one device; on the replicas of a ``tf.distribute`` strategy, a
+            :class:`~pinnlib.training.distributed.CrossReplicaSync`, whose ``cond`` replaces
+            ``tf.cond`` and whose ``weights`` runs the balancer update once from the
+            all-reduced losses and per-term gradients.
 
     Returns:
         ``(losses, lambdas)``: shape ``(terms,)`` for one run, ``(S, terms)`` for a stack;
@@ -166,7 +175,10 @@ def balanced_step(
 
     def apply():
         per_term = [_gradients(tape, t, variables) for t in terms] if needs else None
-        lambdas = _weights(balancers, losses, per_term)
+        if sync is None:
+            lambdas = _weights(balancers, losses, per_term)
+        else:  # one update for all replicas
+            lambdas = sync.weights(lambda v, g: _weights(balancers, v, g), losses, per_term)
         if needs:
             grads = [
                 tf.add_n([_scaled(lambdas[..., i], term[j]) for i, term in enumerate(per_term)])
@@ -181,6 +193,7 @@ def balanced_step(
     def skip():
         return tf.fill(tf.shape(losses), tf.constant(float("nan"), losses.dtype))
 
-    lambdas = tf.cond(tf.logical_and(finite, tf.logical_not(halted)), apply, skip)
+    cond = tf.cond if sync is None else sync.cond
+    lambdas = cond(tf.logical_and(finite, tf.logical_not(halted)), apply, skip)
     halted.assign(tf.logical_or(halted, tf.logical_not(finite)))
     return losses, lambdas

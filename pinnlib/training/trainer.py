@@ -16,6 +16,10 @@ step N``, refuses a folder saved by another run (PDE, balancer type, network sha
 ValueError naming both, and ``resume="must"``/``"never"`` insist on resuming or on a fresh start
 (:mod:`~pinnlib.training.checkpoints`). Interrupting the kernel stops after the current chunk
 and returns the history so far.
+
+With ``strategy`` (a ``tf.distribute.MirroredStrategy`` or ``MultiWorkerMirroredStrategy``) the
+run is trained data-parallel on the strategy's devices
+(:class:`~pinnlib.training.distributed.MirroredRuns`, appendix "Scaling out").
 """
 
 from __future__ import annotations
@@ -28,9 +32,10 @@ import tensorflow as tf
 from ..balancing import Balancer
 from ..pdes.base import PDE
 from ..validation import check_int, check_positive
+from .distributed import one_run_layout
 from .history import History
 from .loop import train_runs
-from .runs import Run, SeparateRuns
+from .runs import Run
 
 __all__ = ["Trainer", "train"]
 
@@ -55,6 +60,11 @@ class Trainer:
             skip it). ``False`` for debugging.
         derivative_mode: ``"auto"``, ``"forward"`` or ``"tape"`` (:mod:`pinnlib.derivatives`).
         chunk: steps between read-backs of the history (the progress bar's granularity).
+        strategy: a ``tf.distribute`` strategy to train on several devices (``None``: one).
+            Create the model, and the balancer and optimizer if given, inside
+            ``strategy.scope()``; ``n_interior`` and ``n_boundary`` are then the points of the
+            whole step, split evenly over the replicas; ``jit_compile`` must be ``False``
+            (:mod:`pinnlib.training.distributed` says why).
 
     Attributes:
         model, pde, balancer, optimizer: as given (``balancer`` and ``optimizer`` filled in).
@@ -76,12 +86,20 @@ class Trainer:
         jit_compile: bool = True,
         derivative_mode: str = "auto",
         chunk: int = 100,
+        strategy: tf.distribute.Strategy | None = None,
     ):
         self.chunk = check_int("chunk", chunk, 1)
-        if optimizer is None:
-            optimizer = keras.optimizers.Adam(check_positive("learning_rate", learning_rate))
-        run = Run(model, pde, balancer, optimizer, seed, n_interior, n_boundary, derivative_mode)
-        self._run, self._layout = run, SeparateRuns([run], jit_compile)
+
+        def make_run() -> Run:  # under a strategy, called inside its scope
+            opt = optimizer
+            if opt is None:
+                opt = keras.optimizers.Adam(check_positive("learning_rate", learning_rate))
+            return Run(model, pde, balancer, opt, seed, n_interior, n_boundary, derivative_mode)
+
+        given = dict(model=model, optimizer=optimizer, balancer=balancer)
+        self._layout = one_run_layout(make_run, jit_compile, strategy, given)
+        run = self._run = self._layout.runs[0]
+        self.strategy, optimizer = strategy, run.optimizer
         self.model, self.pde, self.balancer, self.optimizer = model, pde, run.balancer, optimizer
         self.generator, self.step, self.dtype = run.generator, run.step, run.dtype
         self.n_interior, self.n_boundary = run.n_interior, run.n_boundary
@@ -144,6 +162,7 @@ def train(
     checkpoint_every: int | None = None,
     chunk: int = 100,
     resume: str = "auto",
+    strategy: tf.distribute.Strategy | None = None,
 ) -> History:
     """Train ``model`` on ``pde`` for ``steps`` Adam steps with points resampled every step.
 
@@ -170,6 +189,8 @@ def train(
             ``"must"`` raises a ValueError if it holds none (a mistyped path), ``"never"``
             raises one if it does (pinnlib deletes nothing). A checkpoint of another run (PDE,
             balancer type, number of terms, network shape, optimizer) is always refused.
+        strategy: train data-parallel on the devices of a ``tf.distribute`` strategy
+            (see :class:`Trainer`; appendix "Scaling out").
 
     Returns:
         The :class:`History`. Raises :class:`~pinnlib.training.step.NonFiniteLossError` (a
@@ -187,6 +208,7 @@ def train(
         jit_compile=jit_compile,
         derivative_mode=derivative_mode,
         chunk=chunk,
+        strategy=strategy,
     )
     schedule = (steps, eval_every, eval_points, progress, checkpoint_dir, checkpoint_every)
     return trainer.run(*schedule, resume=resume)

@@ -71,11 +71,7 @@ CHECKS = (
 
 # (page, check) pairs that fail because of notebook content that another change mends
 # (issue 17). Keep them honest: list exactly what the check reports today.
-CONTENT_FAILURES: dict[tuple[str, str], str] = {
-    ("book/08_units", "table_width"): (
-        "issue 17: the 6-column units table is wider than the column (a column behind a scroll)"
-    ),
-}
+CONTENT_FAILURES: dict[tuple[str, str], str] = {}
 
 
 # --- The book's configuration -----------------------------------------------------------------
