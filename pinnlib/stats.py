@@ -220,7 +220,7 @@ def prediction_norm(model, pde, n: int = 256) -> float:
 
     The number :func:`is_collapsed` judges: near zero for a network that learnt (nearly) the
     zero function, near one for one of the right size. Chapters that train their own runs call
-    it on the trained model to label collapsed runs as :mod:`pinnlib.study` does for the stored
+    it on the trained model to label collapsed runs as ``pinnlib.study`` does for the stored
     study.
     """
     from .metrics import predict  # here, so that the rest of this module needs only NumPy

@@ -108,6 +108,9 @@ def execute(path: Path, timeout: int, budget: str) -> float:
         timeout=timeout,
         resources={"metadata": {"path": str(path.parent)}},  # kernel cwd = notebook folder
         record_timing=False,  # no per-cell timestamps: they only add noise to diffs
+        # One stream output per cell with carriage returns applied: a progress bar is stored as
+        # its final line (the build's nb_merge_streams merges streams but keeps every redraw).
+        coalesce_streams=True,
     )
     start = time.perf_counter()
     client.execute()
@@ -151,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ["PINNLIB_BUDGET"] = args.budget  # inherited by every kernel
     # Progress bars stay on: a chapter asks for one on its long training cells, pinnlib's text
-    # bar goes to stdout and redraws with carriage returns, and the book build shows only its
-    # final line (nb_merge_streams), so the stored page says how long the run took.
+    # bar goes to stdout and redraws with carriage returns, and the stored notebook keeps only
+    # its final line (coalesce_streams above), so the page says how long the run took.
     failed, total = [], 0.0
     for nb in notebooks:
         nb = nb.resolve()
