@@ -317,6 +317,39 @@ def plain_case(problem: str, steps: int, warmup: int, jit: bool = False):
     return _rate(step, steps, warmup)
 
 
+# -- the ceiling: a step with no derivatives at all -------------------------------------------
+def floor_case(problem: str, steps: int, warmup: int):
+    """A training step on the same points and network that computes only the value ``u`` (no
+    derivative with respect to the inputs): the loss is the mean square of ``u`` on the interior
+    and boundary points, then its gradient and an Adam update, compiled with XLA. Every PINN
+    step does at least this work, so (this rate) / (plain rate) bounds the speed-up over the
+    plain nested-tape step that *any* way of computing the derivatives can reach."""
+    import keras
+    import tensorflow as tf
+
+    tf.random.set_seed(0)
+    model = keras.Sequential(
+        [keras.Input((2,))]
+        + [keras.layers.Dense(WIDTH, activation="tanh") for _ in range(LAYERS)]
+        + [keras.layers.Dense(1)]
+    )
+    opt = keras.optimizers.Adam(1e-3)
+    opt.build(model.trainable_variables)
+    gen = tf.random.Generator.from_seed(0)
+
+    @tf.function(jit_compile=True)
+    def step():
+        inner = gen.uniform([N_INTERIOR, 2], -1.0, 1.0)
+        edge = gen.uniform([N_BOUNDARY, 2], -1.0, 1.0)
+        with tf.GradientTape() as tape:
+            total = tf.reduce_mean(model(inner) ** 2) + tf.reduce_mean(model(edge) ** 2)
+        grads = tape.gradient(total, model.trainable_variables)
+        opt.apply(grads, model.trainable_variables)
+        return total
+
+    return _rate(step, steps, warmup)
+
+
 # -- DeepXDE (TensorFlow 2 backend) on the same problem --------------------------------------
 def deepxde_case(problem: str, steps: int, warmup: int):
     os.environ.setdefault("DDE_BACKEND", "tensorflow")
@@ -364,6 +397,7 @@ CASES = {
     "plain": plain_case,
     "plain-xla": lambda p, s, w: plain_case(p, s, w, jit=True),
     "deepxde": deepxde_case,
+    "floor": floor_case,
 }
 
 

@@ -25,9 +25,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 CASES = {
-    "helmholtz": ["pinnlib", "pinnlib-tape", "plain", "plain-xla", "deepxde", "train"],
-    "kirchhoff": ["pinnlib", "pinnlib-jets", "pinnlib-tape", "plain", "plain-xla", "train"],
-    "burgers": ["pinnlib", "pinnlib-tape", "plain", "plain-xla", "train"],
+    "helmholtz": ["pinnlib", "pinnlib-tape", "plain", "plain-xla", "deepxde", "train", "floor"],
+    "kirchhoff": [
+        "pinnlib",
+        "pinnlib-jets",
+        "pinnlib-tape",
+        "plain",
+        "plain-xla",
+        "train",
+        "floor",
+    ],
+    "burgers": ["pinnlib", "pinnlib-tape", "plain", "plain-xla", "train", "floor"],
 }
 NAMES = {
     "pinnlib": "pinnlib step (forward mode, XLA)",
@@ -37,6 +45,7 @@ NAMES = {
     "plain-xla": "plain nested-tape + XLA",
     "deepxde": "DeepXDE 1.15 (TF2, fixed points)",
     "train": "pinnlib.train end to end (ReLoBRaLo, defaults)",
+    "floor": "no derivatives: u only (ceiling for any PINN step)",
 }
 # The forward Laplacian (Helmholtz), the forward bi-Laplacian (Kirchhoff), Taylor jets (Burgers).
 FORWARD = {"helmholtz": "Laplacian", "kirchhoff": "bi-Laplacian", "burgers": "jets"}
