@@ -1,0 +1,54 @@
+"""The benchmark scripts run and refuse bad input (their numbers are not tested: speed is
+measured by ``make bench``, not asserted)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+
+
+def _run(script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(BENCH / script), *args],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+    )
+
+
+def test_the_ceiling_case_trains_and_reports_a_rate():
+    proc = _run("cases.py", "floor", "helmholtz", "--steps", "3", "--warmup", "1")
+    assert proc.returncode == 0, proc.stderr
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1]
+    out = json.loads(line)
+    assert out["result"] > 0 and out["peak_mb"] > 0
+
+
+def test_eval_cost_reports_both_measures():
+    proc = _run("eval_cost.py", "--problems", "helmholtz", "--steps", "60", "--rounds", "1")
+    assert proc.returncode == 0, proc.stderr
+    (line,) = [ln for ln in proc.stdout.splitlines() if ln.startswith("helmholtz:")]
+    assert "60 steps" in line and "every 3 steps" in line and "19 of them" in line
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--problems", "helmholz"], "invalid choice: 'helmholz'"),
+        (["--steps", "10"], "--steps must be at least 60"),
+        (["--rounds", "0"], "--rounds must be at least 1"),
+    ],
+)
+def test_eval_cost_refuses_bad_input_by_name(args, words):
+    proc = _run("eval_cost.py", *args)
+    assert proc.returncode == 2
+    assert words in proc.stderr
