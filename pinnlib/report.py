@@ -13,6 +13,8 @@ and largest value is reported, and runs whose output collapsed to zero are count
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from .stats import Summary, is_collapsed, ratio, summarize, tail_error
@@ -116,13 +118,28 @@ def _verdict(summary, problem, order, seeds) -> str:
     return text
 
 
-def table(results: dict, labels: dict[str, str] | None = None) -> str:
-    """The summary as a Markdown table: median [min, max] tail error per problem and method."""
+def table(
+    results: dict,
+    labels: dict[str, str] | None = None,
+    problems: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None,
+) -> str:
+    """The summary as a Markdown table: median [min, max] tail error per problem and method,
+    the best median of each problem in bold.
+
+    Args:
+        results: the loaded study (:func:`pinnlib.study.load`).
+        labels: display names of methods and problems (a problem without one is capitalised).
+        problems, methods: the columns and rows, in order (e.g. the study configuration's
+            ``config["problems"]`` and ``config["methods"]``); ``None``: every one stored,
+            sorted. Cells without stored runs say "not run" (a study still running, or a
+            misspelt name: it shows, it is not dropped).
+    """
     summary = summaries(results)
     labels = labels or {}
-    problems = list(dict.fromkeys(p for p, _ in summary))
-    methods = list(dict.fromkeys(m for _, m in summary))
-    head = "| method | " + " | ".join(problems) + " |"
+    problems = _order(problems, [p for p, _ in summary])
+    methods = _order(methods, [m for _, m in summary])
+    head = "| method | " + " | ".join(labels.get(p, p.capitalize()) for p in problems) + " |"
     lines = [head, "|---|" + "---|" * len(problems)]
     for method in methods:
         cells = []
@@ -136,6 +153,11 @@ def table(results: dict, labels: dict[str, str] | None = None) -> str:
             cells.append(f"**{text}**" if method == best else text)
         lines.append(f"| {labels.get(method, method)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _order(wanted: Sequence[str] | None, stored: list[str]) -> list[str]:
+    """``wanted`` as given, or the stored names sorted."""
+    return sorted(set(stored)) if wanted is None else list(wanted)
 
 
 def plot_study(results: dict, problem: str, ax=None, against: str = "step", labels=None):

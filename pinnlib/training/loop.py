@@ -183,7 +183,7 @@ class _Evaluation:
     round differently in the last bits of float32).
     """
 
-    batch = 65536  # grid points per forward pass
+    batch = 16384  # grid points per forward pass (65536 measured ~8 % slower on the CPU)
 
     def __init__(self, layout: RunLayout, points: int):
         self.layout = layout
