@@ -67,6 +67,17 @@ def measure(case: str, problem: str, steps: int, warmup: int) -> dict | None:
     return json.loads(lines[-1])
 
 
+def cpu_model() -> str:
+    """The CPU's model name (the ratios depend on it), where Linux tells it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def rate_of(r: dict) -> float:
     res = r["result"]
     return res["rate"] if isinstance(res, dict) else res
@@ -100,7 +111,8 @@ def main(argv=None) -> int:
         args.steps, args.warmup, args.train_steps, args.rounds = 20, 5, 100, 1
     rounds = max(args.rounds, 1)
     print(
-        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+        f"machine: {platform.machine()} ({cpu_model()}), {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}"
     )
     if CPU_TIME:
         print("clock: CPU seconds of each case's process, TensorFlow on one thread (--cpu-time)")

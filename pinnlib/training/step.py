@@ -15,7 +15,9 @@ Every way pinnlib trains goes through :func:`balanced_step`: a single run
 
 In the compiled step only the balancer update and ``optimizer.apply`` sit in the guard's
 branches; the gradient is computed either way (with zero weights on a skipped step, and then
-discarded), which lets XLA fuse the backward pass with the forward one.
+discarded). With the backward pass inside a branch, the step measured 4-17 % slower on the CPU
+(Helmholtz, Burgers, Kirchhoff): XLA compiles a branch as a separate computation, which receives
+the forward pass's intermediates and cannot be optimised together with it.
 
 The guard runs *before* the optimizer and the balancer see the step, so a NaN or infinite loss
 term leaves weights, optimizer moments and balancer state as they were (Bischof & Kraus 2021
@@ -188,9 +190,8 @@ def balanced_step(
         return tf.fill(tf.shape(losses), tf.constant(float("nan"), losses.dtype))
 
     lambdas = cond(go, weigh, skip)
-    # The backward pass runs outside the branches (inside one, XLA cannot fuse it with the
-    # forward pass: 4-17 % of the step on the CPU). A skipped step's weights are NaN, so it
-    # takes zeros here; its gradients are thrown away below.
+    # The backward pass runs outside the branches (the module docstring says why). A skipped
+    # step's weights are NaN, so it takes zeros here; its gradients are thrown away below.
     used = tf.where(go, lambdas, tf.zeros_like(lambdas))
     if needs:
         grads = [
