@@ -52,3 +52,20 @@ def test_eval_cost_refuses_bad_input_by_name(args, words):
     proc = _run("eval_cost.py", *args)
     assert proc.returncode == 2
     assert words in proc.stderr
+
+
+def test_point_scaling_times_every_point_count():
+    proc = _run(
+        "point_scaling.py",
+        *("--problems", "helmholtz", "--points", "8", "16", "--steps", "1", "--rounds", "1"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [ln for ln in proc.stdout.splitlines() if ln.strip().startswith("n =")]
+    assert [r.split(":")[0].split()[-1] for r in rows] == ["8", "16"]
+    assert all("ms per step" in r for r in rows)
+
+
+def test_point_scaling_refuses_too_few_points_by_name():
+    proc = _run("point_scaling.py", "--points", "4", "512")
+    assert proc.returncode == 2
+    assert "--points must all be at least 8" in proc.stderr
