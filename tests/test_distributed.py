@@ -116,9 +116,9 @@ def test_resume_under_the_strategy_equals_an_uninterrupted_run(stored):
     np.testing.assert_array_equal(stored[f"{resumed}/losses"][:30], stored["resume/first/losses"])
     # Runs under a strategy on CPU devices are not bit for bit repeatable, and training carries
     # a difference in the last bits forward: one CI run saw 1.6e-5 (relative) 20 steps after the
-    # resume. So the tolerance is the one of the replicas-against-one-device comparisons, which
-    # a resume that lost the balancer's weights or the point stream would still fail; exact
-    # resumption of every piece of state is tested on one device (tests/test_resume.py).
+    # resume. So the tolerance is the one of the replicas-against-one-device comparisons (a
+    # resume that lost a piece of state is not simulated here); exact resumption of every piece
+    # of state is tested on one device (tests/test_resume.py).
     for key in ("losses", "lambdas", "weights"):
         np.testing.assert_allclose(
             stored[f"{resumed}/{key}"], stored[f"{straight}/{key}"], **ROUNDING
