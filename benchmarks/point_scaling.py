@@ -3,7 +3,8 @@
 The work of a PINN step is linear in the points, so its time should be too; where it grows
 faster, the step has outgrown a CPU cache (or the device's parallelism) and splitting the points
 into smaller batches would pay. Each problem's ``pinnlib.Trainer`` (ReLoBRaLo, XLA) is built
-once per point count, and the counts take turns over the rounds; the script prints the median
+once per point count, and the counts take turns over the rounds
+(:func:`pinnlib.stats.interleaved_times`); the script prints the median
 time per step and per 1000 points.
 
     python benchmarks/point_scaling.py [--problems kirchhoff] [--points 256 512 1024 2048]
@@ -14,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -48,17 +48,15 @@ def main(argv=None) -> int:
             for _ in range(5):  # trace, compile, warm up
                 trainer.train_step()[0].numpy()
             trainers[n] = trainer
-        times = {n: [] for n in trainers}
-        for _ in range(args.rounds):
-            for n, trainer in trainers.items():
-                t0 = time.perf_counter()
-                for _ in range(args.steps):
-                    out = trainer.train_step()
-                out[0].numpy()
-                times[n].append((time.perf_counter() - t0) / args.steps)
+        # pinnlib.stats.interleaved_times: one block per point count in each round, in turns.
+        times = pinnlib.stats.interleaved_times(
+            {str(n): t.train_step for n, t in trainers.items()},
+            rounds=args.rounds,
+            block_steps=args.steps,
+        )["wall"]
         print(f"{problem} (n interior + n boundary points, median of {args.rounds} blocks):")
-        for n, t in times.items():
-            ms = 1e3 * float(np.median(t))
+        for n in trainers:
+            ms = 1e3 * float(np.median(times[str(n)]))
             print(
                 f"  n = {n:5d}: {ms:7.2f} ms per step, {1e3 * ms / (2 * n):6.2f} ms per 1000 points"
             )

@@ -15,9 +15,10 @@ Every way pinnlib trains goes through :func:`balanced_step`: a single run
 
 In the compiled step only the balancer update and ``optimizer.apply`` sit in the guard's
 branches; the gradient is computed either way (with zero weights on a skipped step, and then
-discarded). With the backward pass inside a branch, the step measured 4-17 % slower on the CPU
-(Helmholtz, Burgers, Kirchhoff): XLA compiles a branch as a separate computation, which receives
-the forward pass's intermediates and cannot be optimised together with it.
+discarded). With the backward pass inside a branch, the step took 5-10 % more wall time and
+3-17 % more CPU time on a 2-core CPU (Helmholtz, Burgers, Kirchhoff, measured in turns in one
+process). Our reading, not checked in XLA's output: a branch is compiled as a computation of its
+own, which receives the forward pass's intermediates and is not optimised together with it.
 
 The guard runs *before* the optimizer and the balancer see the step, so a NaN or infinite loss
 term leaves weights, optimizer moments and balancer state as they were (Bischof & Kraus 2021
