@@ -30,7 +30,7 @@ from .derivatives import (  # noqa: E402
 from .metrics import evaluate, mean_squared_error, relative_l2_error  # noqa: E402
 from .nn import mlp  # noqa: E402
 from .notebook import glue  # noqa: E402
-from .pdes import PDE, Burgers, Helmholtz, Kirchhoff, Poisson1D, cole_hopf  # noqa: E402
+from .pdes import PDE, Burgers, Causal, Helmholtz, Kirchhoff, Poisson1D, cole_hopf  # noqa: E402
 from .plot import plot_error, plot_lambdas, plot_losses, plot_solution  # noqa: E402
 from .training import (  # noqa: E402
     History,
@@ -72,6 +72,7 @@ __all__ = [
     "Kirchhoff",
     "Burgers",
     "cole_hopf",
+    "Causal",
     "plot_losses",
     "plot_lambdas",
     "plot_error",

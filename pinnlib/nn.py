@@ -84,6 +84,7 @@ def mlp(
     output_scale: float | None = None,
     dtype: str = "float32",
     name: str = "mlp",
+    input_standardize: tuple[Sequence[float], Sequence[float]] | None = None,
 ) -> keras.Sequential:
     """Build a fully connected network ``inputs -> layers x width -> outputs``.
 
@@ -98,6 +99,11 @@ def mlp(
             inputs are first mapped affinely to [-1, 1].
         output_scale: if given, the linear output is multiplied by this constant.
         dtype: ``"float32"`` or ``"float64"``.
+        input_standardize: ``(mean, std)``, one value per input; if given, inputs are first
+            mapped to ``(x - mean) / std``. Wang, Teng & Perdikaris (2021) standardise the
+            inputs this way with the mean and standard deviation of 1e5 interior samples (the
+            chapter "Comparing the balancers" reproduces their set-up). Not together with
+            ``input_range``.
 
     Returns:
         A built ``keras.Sequential``.
@@ -120,6 +126,19 @@ def mlp(
             )
         scale = 2.0 / (upper - lower)
         stack.append(Affine(scale, offset=-1.0 - lower * scale, dtype=dtype, name="to_unit"))
+    if input_standardize is not None:
+        if input_range is not None:
+            raise ValueError("give input_range or input_standardize, not both")
+        mean = np.asarray(input_standardize[0], dtype=np.float64).reshape(-1)
+        std = np.asarray(input_standardize[1], dtype=np.float64).reshape(-1)
+        if mean.shape != (inputs,) or std.shape != (inputs,):
+            raise ValueError(
+                f"input_standardize must be (mean, std) with {inputs} values each, got "
+                f"shapes {mean.shape} and {std.shape}"
+            )
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
+            raise ValueError(f"input_standardize needs finite means and stds > 0, got {std}")
+        stack.append(Affine(1.0 / std, offset=-mean / std, dtype=dtype, name="standardize"))
     act = ACTIVATIONS[activation]
     for i in range(layers):
         init = keras.initializers.GlorotNormal(seed=seed + i)

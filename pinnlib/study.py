@@ -88,6 +88,8 @@ def load_config(path: str | Path = DEFAULT_CONFIG, budget: str = "full") -> dict
             for key in ("steps", "n_interior", "n_boundary", "eval_every", "eval_points"):
                 if key in smoke:
                     problem[key] = smoke[key]
+            if "network" in problem and "network" in smoke:
+                problem["network"] = smoke["network"]
         for key in ("checkpoint_every", "network", "jit_compile"):
             if key in smoke:
                 config[key] = smoke[key]
@@ -151,7 +153,9 @@ def _spec(config: dict, run: Run, weights=None) -> dict:
         "seed": run.seed,
         "pde": problem,
         "balancer": method,
-        "network": config.get("network", {"layers": 4, "width": 50, "activation": "tanh"}),
+        "network": problem.pop(
+            "network", config.get("network", {"layers": 4, "width": 50, "activation": "tanh"})
+        ),
         "learning_rate": config.get("learning_rate", 1e-3),
         "steps": steps,
         "eval_every": problem.get("eval_every", max(steps // 20, 1)),
@@ -169,6 +173,11 @@ def _build(spec: dict):
     pde = getattr(pinnlib, p["pde"])(**p.get("options", {}))
     net = spec["network"]
     input_range = (pde.lower, pde.upper) if p.get("scale_inputs", False) else None
+    standardize = None
+    if net.get("standardize_inputs"):  # Wang et al.: mean and std of 1e5 uniform samples
+        rng = np.random.default_rng(spec["seed"])
+        samples = rng.uniform(pde.lower, pde.upper, (int(net["standardize_inputs"]), pde.dims))
+        standardize = (samples.mean(axis=0), samples.std(axis=0))
     model = pinnlib.mlp(
         pde.dims,
         net["layers"],
@@ -176,6 +185,7 @@ def _build(spec: dict):
         activation=net.get("activation", "tanh"),
         seed=spec["seed"],
         input_range=input_range,
+        input_standardize=standardize,
     )
     options = {k: v for k, v in spec["balancer"].items() if k != "balancer"}
     kind = spec["balancer"]["balancer"]
@@ -186,6 +196,28 @@ def _build(spec: dict):
             options.setdefault("seed", spec["seed"])
         balancer = getattr(pinnlib, kind)(pde.num_terms, **options)
     return pde, model, balancer
+
+
+def learning_rate_of(value):
+    """A float, or the Keras schedule a configuration's ``learning_rate`` dictionary describes:
+    ``{"schedule": "ExponentialDecay", "initial_learning_rate": 1e-3, "decay_steps": 1000,
+    "decay_rate": 0.9}`` is Wang et al.'s ``1e-3 * 0.9 ** (step / 1000)``."""
+    import keras
+
+    if not isinstance(value, dict):
+        return float(value)
+    options = dict(value)
+    name = options.pop("schedule", None)
+    known = ("ExponentialDecay", "PiecewiseConstantDecay", "CosineDecay", "InverseTimeDecay")
+    if name not in known:
+        raise ValueError(f"learning_rate schedule must be one of {known}, got {name!r}")
+    return getattr(keras.optimizers.schedules, name)(**options)
+
+
+def _adam(schedule):
+    import keras
+
+    return keras.optimizers.Adam(learning_rate=schedule)
 
 
 def provenance(spec: dict, history, seconds: float) -> dict:
@@ -237,6 +269,7 @@ def run_one(config: dict, run: Run, out: Path, progress: bool = False) -> dict:
             )
         return done
     pde, model, balancer = _build(spec)
+    learning_rate = learning_rate_of(spec["learning_rate"])
     t0 = time.perf_counter()
     history = pinnlib.train(
         model,
@@ -245,7 +278,8 @@ def run_one(config: dict, run: Run, out: Path, progress: bool = False) -> dict:
         steps=spec["steps"],
         n_interior=spec["pde"]["n_interior"],
         n_boundary=spec["pde"]["n_boundary"],
-        learning_rate=spec["learning_rate"],
+        learning_rate=1e-3 if not isinstance(learning_rate, float) else learning_rate,
+        optimizer=None if isinstance(learning_rate, float) else _adam(learning_rate),
         seed=spec["seed"],
         eval_every=spec["eval_every"],
         eval_points=spec["eval_points"],
