@@ -137,8 +137,8 @@ def table(
     """
     summary = summaries(results)
     labels = labels or {}
-    problems = _order(problems, [p for p, _ in summary])
-    methods = _order(methods, [m for _, m in summary])
+    problems = _order("problems", problems, [p for p, _ in summary])
+    methods = _order("methods", methods, [m for _, m in summary])
     head = "| method | " + " | ".join(labels.get(p, p.capitalize()) for p in problems) + " |"
     lines = [head, "|---|" + "---|" * len(problems)]
     for method in methods:
@@ -155,9 +155,14 @@ def table(
     return "\n".join(lines)
 
 
-def _order(wanted: Sequence[str] | None, stored: list[str]) -> list[str]:
-    """``wanted`` as given, or the stored names sorted."""
-    return sorted(set(stored)) if wanted is None else list(wanted)
+def _order(name: str, wanted: Sequence[str] | None, stored: list[str]) -> list[str]:
+    """``wanted`` as given, or the stored names sorted; a single string is a TypeError (it
+    would otherwise be read letter by letter)."""
+    if wanted is None:
+        return sorted(set(stored))
+    if isinstance(wanted, str) or not all(isinstance(w, str) for w in wanted):
+        raise TypeError(f"{name} must be a list of names, e.g. [{wanted!r}], got {wanted!r}")
+    return list(wanted)
 
 
 def plot_study(results: dict, problem: str, ax=None, against: str = "step", labels=None):

@@ -72,3 +72,9 @@ def test_a_method_without_runs_shows_not_run(stored):
     rows = _cells(report.table(stored, problems=["helmholtz"], methods=["sum", "no-such"]))
     assert rows[3] == ["no-such", "not run"]
     assert not rows[2][1].startswith("not run")
+
+
+@pytest.mark.parametrize("key", ["problems", "methods"])
+def test_a_single_name_instead_of_a_list_is_a_type_error(stored, key):
+    with pytest.raises(TypeError, match=f"{key} must be a list of names"):
+        report.table(stored, **{key: "helmholtz"})

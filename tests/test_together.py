@@ -329,7 +329,9 @@ class ScaledHelmholtz(Helmholtz):
 
 
 class OwnResiduals(Helmholtz):
-    """New residual code: no stacking unless the class declares it."""
+    """New residual code not written for stacks: the class declares it."""
+
+    supports_stacking = False
 
     def residuals(self, model, points, mode="auto"):
         return super().residuals(model, points, mode=mode)
@@ -337,6 +339,14 @@ class OwnResiduals(Helmholtz):
 
 class OwnStackableResiduals(OwnResiduals):
     supports_stacking = True
+
+
+class InheritsTheDeclaration(Helmholtz):
+    """Overrides the residuals without a word on stacking: the parent's declaration holds
+    (nothing is inferred from which methods a class overrides)."""
+
+    def residuals(self, model, points, mode="auto"):
+        return super().residuals(model, points, mode=mode)
 
 
 def test_stacking_follows_the_pde_flag(tiny, small):
@@ -347,6 +357,7 @@ def test_stacking_follows_the_pde_flag(tiny, small):
         (ScaledHelmholtz(), True),
         (OwnResiduals(), False),
         (OwnStackableResiduals(), True),
+        (InheritsTheDeclaration(), True),
     ]:
         assert pde.supports_stacking is expected
         hs = pinnlib.train_together([tiny(pde, s) for s in range(2)], pde, steps=2, **small)

@@ -32,12 +32,17 @@ class PDE:
     Subclasses set ``term_names``, ``lower``/``upper`` (the box domain), ``coordinates`` and
     implement :meth:`sample`, :meth:`residuals` and :meth:`exact`.
 
-    ``supports_stacking`` says whether :meth:`residuals` also accepts the points of a *stack*
-    of ``S`` networks, shape ``(S, N, dims)`` (index coordinates as ``p[..., :1]``, join point
-    sets along axis ``-2``); :func:`pinnlib.train_together` then stacks same-size networks into
-    one batched network. It is ``False`` unless a class sets it; pinnlib's own problems do. A
-    subclass that overrides :meth:`sample`, :meth:`residuals` or :meth:`losses` starts again
-    from ``False`` unless its own class body sets it, since the new code makes a new promise.
+    ``supports_stacking`` declares whether :meth:`residuals` also accepts the points of a
+    *stack* of ``S`` networks, shape ``(S, N, dims)`` (index coordinates as ``p[..., :1]``, join
+    point sets along axis ``-2``); :func:`pinnlib.train_together` then stacks same-size networks
+    into one batched network. It is ``False`` on this base class and pinnlib's own problems set
+    it to ``True``. It is a declaration, inherited like any class attribute: a subclass whose
+    residual code is not written for stacks says ``supports_stacking = False`` in its body.
+
+    A PDE author builds :meth:`sample` and :meth:`residuals` from three public helpers:
+    :meth:`uniform_points` (uniform points in a box), :meth:`edge_points` (points on the four
+    edges of a 2-D box) and :meth:`network_derivatives` (derivatives of the network on several
+    point sets in one pass). The chapter "Your own PDE" uses exactly these.
     """
 
     term_names: tuple[str, ...] = ()
@@ -45,12 +50,6 @@ class PDE:
     lower: tuple[float, ...] = ()
     upper: tuple[float, ...] = ()
     supports_stacking: bool = False
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        own = vars(cls)
-        if "supports_stacking" not in own and {"sample", "residuals", "losses"} & set(own):
-            cls.supports_stacking = False
 
     @property
     def dims(self) -> int:
@@ -81,7 +80,17 @@ class PDE:
 
     min_boundary = 1
 
-    def _uniform(self, generator, n, dtype, lower=None, upper=None):
+    def uniform_points(
+        self,
+        generator: tf.random.Generator,
+        n: int,
+        dtype="float32",
+        lower: Sequence[float] | None = None,
+        upper: Sequence[float] | None = None,
+    ) -> tf.Tensor:
+        """``n`` points drawn uniformly in the box ``[lower, upper]`` (default: the domain), as
+        an ``(n, dims)`` tensor; a face or edge is a box with ``lower == upper`` in one
+        coordinate. Safe inside ``tf.function``."""
         lower = self.lower if lower is None else lower
         upper = self.upper if upper is None else upper
         cols = [
@@ -90,8 +99,11 @@ class PDE:
         ]
         return tf.concat(cols, axis=1)
 
-    def _edges(self, generator, n, dtype) -> dict[str, tf.Tensor]:
-        """``n`` points on the four edges of a 2-D box, as even as possible, keyed by edge."""
+    def edge_points(
+        self, generator: tf.random.Generator, n: int, dtype="float32"
+    ) -> dict[str, tf.Tensor]:
+        """``n`` points on the four edges of a 2-D box domain, as evenly split as possible, as
+        ``{"left", "right", "bottom", "top"}`` tensors of shape ``(n_edge, 2)``."""
         (x0, y0), (x1, y1) = self.lower, self.upper
         counts = [n // 4 + (k < n % 4) for k in range(4)]
         out = {}
@@ -120,10 +132,21 @@ class PDE:
         res = self.residuals(model, points, mode=mode)
         return [tf.reduce_mean(tf.square(res[name]), axis=[-2, -1]) for name in self.term_names]
 
-    def _derivatives(
-        self, model, parts: Sequence[tf.Tensor], wanted: Sequence[MultiIndex], mode: str
+    def network_derivatives(
+        self, model, parts: Sequence[tf.Tensor], wanted: Sequence[MultiIndex], mode: str = "auto"
     ) -> list[dict[MultiIndex, tf.Tensor]]:
-        """Derivatives on several point sets in one pass through the network, split back."""
+        """Derivatives of ``model`` on several point sets in one pass through the network.
+
+        Args:
+            model: the network (any Keras model or function of the points).
+            parts: point sets, each ``(N_k, dims)`` (or ``(S, N_k, dims)`` for a stack).
+            wanted: multi-indices, e.g. ``[(2, 0), (0, 1)]`` for ``u_xx`` and ``u_t``; the
+                value ``(0, ..., 0)`` is always included. Empty: the value alone.
+            mode: ``"auto"``, ``"forward"`` or ``"tape"`` (:mod:`pinnlib.derivatives`).
+
+        Returns:
+            One ``{multi-index: tensor}`` dict per point set, in the order of ``parts``.
+        """
         self.check_model(model)
         # Points are (N, dims), or (S, N, dims) for a stack of S networks: the point axis is -2.
         sizes = [tf.shape(p)[-2] for p in parts]

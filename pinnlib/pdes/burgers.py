@@ -76,14 +76,16 @@ class Burgers(PDE):
         t_wall = generator.uniform([n_left + n_right, 1], 0.0, 1.0, dtype=dtype)
         x_wall = tf.concat([-tf.ones([n_left, 1], dtype), tf.ones([n_right, 1], dtype)], 0)
         return {
-            "interior": self._uniform(generator, n_interior, dtype),
+            "interior": self.uniform_points(generator, n_interior, dtype),
             "initial": tf.concat([x_ic, tf.zeros_like(x_ic)], axis=1),
             "walls": tf.concat([x_wall, t_wall], axis=1),
         }
 
     def residuals(self, model, points, mode="auto"):
-        (inner,) = self._derivatives(model, [points["interior"]], [(1, 0), (2, 0), (0, 1)], mode)
-        ic, walls = self._derivatives(model, [points["initial"], points["walls"]], [], mode)
+        (inner,) = self.network_derivatives(
+            model, [points["interior"]], [(1, 0), (2, 0), (0, 1)], mode
+        )
+        ic, walls = self.network_derivatives(model, [points["initial"], points["walls"]], [], mode)
         u = inner[(0, 0)]
         x0 = points["initial"][..., :1]
         return {

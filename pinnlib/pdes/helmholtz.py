@@ -57,9 +57,9 @@ class Helmholtz(PDE):
     def sample(self, n_interior, n_boundary, generator=None, dtype="float32"):
         self.check_sizes(n_interior, n_boundary)
         generator = generator or tf.random.get_global_generator()
-        edges = self._edges(generator, n_boundary, dtype)
+        edges = self.edge_points(generator, n_boundary, dtype)
         return {
-            "interior": self._uniform(generator, n_interior, dtype),
+            "interior": self.uniform_points(generator, n_interior, dtype),
             "boundary": tf.concat(list(edges.values()), axis=0),
         }
 

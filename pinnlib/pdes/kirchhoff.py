@@ -95,8 +95,8 @@ class Kirchhoff(PDE):
     def sample(self, n_interior, n_boundary, generator=None, dtype="float32"):
         self.check_sizes(n_interior, n_boundary)
         generator = generator or tf.random.get_global_generator()
-        points = {"interior": self._uniform(generator, n_interior, dtype)}
-        points.update(self._edges(generator, n_boundary, dtype))
+        points = {"interior": self.uniform_points(generator, n_interior, dtype)}
+        points.update(self.edge_points(generator, n_boundary, dtype))
         return points
 
     def load(self, points):
@@ -113,13 +113,13 @@ class Kirchhoff(PDE):
         self.check_model(model)
         if mode == "forward" or (mode == "auto" and forward_supported(model, [], 2)):
             return bilaplacian(model, points, mode="forward").bilaplacian
-        (inner,) = self._derivatives(model, [points], [(4, 0), (2, 2), (0, 4)], mode)
+        (inner,) = self.network_derivatives(model, [points], [(4, 0), (2, 2), (0, 4)], mode)
         return inner[(4, 0)] + 2.0 * inner[(2, 2)] + inner[(0, 4)]
 
     def residuals(self, model, points, mode="auto"):
         # Fourth derivatives in the interior, second derivatives (moments) on the edges.
         biharmonic = self.biharmonic(model, points["interior"], mode)
-        edges = self._derivatives(model, [points[e] for e in _EDGES], [(2, 0), (0, 2)], mode)
+        edges = self.network_derivatives(model, [points[e] for e in _EDGES], [(2, 0), (0, 2)], mode)
         D, nu = self.D, self.nu
         res = {"L_f": D * biharmonic - self.load(points["interior"])}
         w, moment = {}, {}

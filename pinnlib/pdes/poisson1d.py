@@ -28,7 +28,7 @@ class Poisson1D(PDE):
         self.check_sizes(n_interior, n_boundary)
         generator = generator or tf.random.get_global_generator()
         return {
-            "interior": self._uniform(generator, n_interior, dtype),
+            "interior": self.uniform_points(generator, n_interior, dtype),
             "boundary": tf.constant([[0.0], [1.0]], dtype=dtype),
         }
 
@@ -36,8 +36,8 @@ class Poisson1D(PDE):
         return -(np.pi**2) * tf.sin(np.pi * x)
 
     def residuals(self, model, points, mode="auto"):
-        (inner,) = self._derivatives(model, [points["interior"]], [(2,)], mode)
-        (edge,) = self._derivatives(model, [points["boundary"]], [], mode)
+        (inner,) = self.network_derivatives(model, [points["interior"]], [(2,)], mode)
+        (edge,) = self.network_derivatives(model, [points["boundary"]], [], mode)
         return {
             "L_f": inner[(2,)] - self.source(points["interior"]),
             "L_b": edge[(0,)],
