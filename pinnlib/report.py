@@ -27,6 +27,8 @@ __all__ = [
     "plot_study",
     "tuning_summaries",
     "tuning_table",
+    "reproduction",
+    "reproduction_table",
 ]
 
 # Published figures the study stands beside (relative L2 error), with their sources.
@@ -234,4 +236,78 @@ def tuning_table(tuning_results: dict, term_names: dict[str, tuple[str, ...]] | 
                 w = ", ".join(f"{n} {v:g}" for n, v in zip(names, weights))
             text = f"**{s}**" if weights == best else str(s)
             lines.append(f"| {problem} ({steps[problem]} steps) | {w} | {text} |")
+    return "\n".join(lines)
+
+
+# -- reproducing a published table ----------------------------------------------------------
+#: The rule by which a reproduction "lands inside the published spread": our mean over seeds
+#: lies within the published mean +- 2 published standard deviations (the range that holds
+#: about 95 % of their trials if their errors were normal). Welch's t-test of the two means is
+#: reported beside it, as a second reading, not as the rule.
+REPRODUCTION_RULE = "our mean within the published mean +- 2 published standard deviations"
+
+
+def reproduction(results: dict, published: dict) -> list[dict]:
+    """Our final errors beside a published table, one row per (problem, method) published.
+
+    Args:
+        results: the loaded runs (:func:`pinnlib.study.load`), scored by their *final* relative
+            L2 error, as a paper reports the end of training.
+        published: ``{"trials": n, problem: {method: [mean, std]}}`` (a reproduction
+            configuration's ``"published"`` entry; other keys are ignored).
+
+    Returns:
+        Dicts with ``problem, method, published_mean, published_std, trials, mean, std, seeds,
+        inside`` (:data:`REPRODUCTION_RULE`) and ``welch_p``; ``seeds == 0`` where nothing ran.
+    """
+    from scipy import stats as scipy_stats
+
+    trials = int(published.get("trials", 0))
+    rows = []
+    for problem, methods in published.items():
+        if not isinstance(methods, dict):
+            continue
+        for method, (mean, std) in methods.items():
+            errors = [
+                float(h.rel_l2[-1])
+                for (p, m, _), (h, _) in results.items()
+                if (p, m) == (problem, method)
+            ]
+            row = {
+                "problem": problem,
+                "method": method,
+                "published_mean": float(mean),
+                "published_std": float(std),
+                "trials": trials,
+                "seeds": len(errors),
+                "mean": float(np.mean(errors)) if errors else float("nan"),
+                "std": float(np.std(errors, ddof=1)) if len(errors) > 1 else float("nan"),
+            }
+            row["inside"] = bool(abs(row["mean"] - mean) <= 2 * std) if errors else False
+            row["welch_p"] = float("nan")
+            if len(errors) > 1 and trials > 1:
+                row["welch_p"] = float(
+                    scipy_stats.ttest_ind_from_stats(
+                        row["mean"], row["std"], len(errors), mean, std, trials, equal_var=False
+                    ).pvalue
+                )
+            rows.append(row)
+    return rows
+
+
+def reproduction_table(rows: list[dict], labels: dict[str, str] | None = None) -> str:
+    """:func:`reproduction`'s rows as a Markdown table (mean +- std, seeds, the rule's answer)."""
+    labels = labels or {}
+    lines = [
+        "| problem | method | published (mean ± std, trials) | pinnlib (mean ± std, seeds) "
+        "| inside ±2 std | Welch p |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ours = "not run" if not r["seeds"] else f"{r['mean']:.3g} ± {r['std']:.2g} ({r['seeds']})"
+        lines.append(
+            f"| {labels.get(r['problem'], r['problem'])} | {labels.get(r['method'], r['method'])} "
+            f"| {r['published_mean']:.3g} ± {r['published_std']:.2g} ({r['trials']}) | {ours} "
+            f"| {'yes' if r['inside'] else 'no'} | {r['welch_p']:.2g} |"
+        )
     return "\n".join(lines)
