@@ -15,6 +15,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import pinnlib
 from pinnlib import History, Poisson1D, ReLoBRaLo, Sum
@@ -56,7 +57,7 @@ def test_the_rate_at_step_k_is_wangs_formula():
     optimizer.build([variable])
     for k in (0, 1, 999, 1000, 2500, 40_000):
         optimizer.iterations.assign(k)
-        got = float(np.asarray(optimizer.learning_rate))
+        got = float(tf.convert_to_tensor(optimizer.learning_rate).numpy())
         # float32 evaluation: k/1000 · log 0.9 carries a relative rounding that grows with k
         np.testing.assert_allclose(got, 1e-3 * 0.9 ** (k / 1000), rtol=1e-5)
 
@@ -130,7 +131,7 @@ def test_pinnmodel_fit_with_a_schedule_resumes_from_a_keras_file(tmp_path):
     restored.fit(epochs=1, steps_per_epoch=6, verbose=0)
     for a, b in zip(restored.network.get_weights(), reference.network.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
-    rate = float(np.asarray(restored.optimizer.learning_rate))
+    rate = float(tf.convert_to_tensor(restored.optimizer.learning_rate).numpy())
     np.testing.assert_allclose(rate, wang(12), rtol=1e-6)
 
 

@@ -108,6 +108,7 @@ def train_runs(
                     run = layout.runs[0]
                     watched = getattr(run.history, plateau.monitor)[-1]
                     plateaued = plateau.update(watched, run.optimizer)
+                    run.history.learning_rate[-1] = learning_rate(run.optimizer)  # the new rate
                 saver.save_if_due(now, steps, force=plateaued)
                 if bar is not None:
                     bar.update(count)
@@ -242,7 +243,7 @@ def learning_rate(optimizer) -> float:
     optimizer's ``iterations``); NaN without an optimizer."""
     if optimizer is None:
         return float("nan")
-    return float(np.asarray(optimizer.learning_rate))
+    return float(tf.convert_to_tensor(optimizer.learning_rate).numpy())
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):

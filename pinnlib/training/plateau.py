@@ -140,7 +140,7 @@ class ReduceOnPlateau(tf.Module):
             return False
         if int(self.reductions.numpy()) < self.max_reductions:
             self.check_optimizer(optimizer)
-            rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+            rate = float(tf.convert_to_tensor(optimizer.learning_rate).numpy())
             optimizer.learning_rate = rate * self.factor
             self.reductions.assign_add(1)
             self.wait.assign(0)
