@@ -7,8 +7,9 @@ evaluation, checkpoint, ``chunk`` steps or the end, whichever comes first. After
 reads the chunk's losses and weights back in one go (not one read per step), appends them to
 every run's :class:`~pinnlib.training.history.History`, stops with
 :class:`~pinnlib.training.step.NonFiniteLossError` if a run met a NaN or infinite loss term,
-measures the error against the exact solution when an evaluation is due, saves a checkpoint
-when one is due, and moves the progress bar. An interrupt (Ctrl-C, the notebook's stop button)
+measures the error against the exact solution when an evaluation is due (and hands it to a
+:class:`~pinnlib.training.plateau.ReduceOnPlateau`, if one is given, which may lower the learning
+rate or end the run), saves a checkpoint when one is due, and moves the progress bar. An interrupt (Ctrl-C, the notebook's stop button)
 ends the loop after the current chunk and returns the histories so far. (Running the loop
 itself inside the compiled function, as a ``tf.while_loop``, measured slower under XLA on the
 CPU.)

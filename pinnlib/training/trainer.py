@@ -197,8 +197,12 @@ class Trainer:
         return history
 
     def checkpoint(self) -> tf.train.Checkpoint:
-        """A ``tf.train.Checkpoint`` of everything that determines the rest of the run."""
-        return self._layout.checkpoint()
+        """A ``tf.train.Checkpoint`` of everything that determines the rest of the run (the
+        plateau's state too, when there is one)."""
+        checkpoint = self._layout.checkpoint()
+        if self.plateau is not None:
+            checkpoint.plateau = self.plateau
+        return checkpoint
 
 
 def train(
