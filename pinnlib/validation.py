@@ -97,7 +97,7 @@ def check_learning_rate(name: str, value):
     """A learning rate: a finite number ``> 0`` (returned as ``float``) or a Keras
     ``LearningRateSchedule`` (returned as given), such as Wang et al.'s exponential decay
     ``keras.optimizers.schedules.ExponentialDecay(1e-3, 1000, 0.9)``."""
-    import keras  # here, not at the top: this module is imported before TensorFlow is quiet
+    import keras  # here, not at the top: the other checks need NumPy alone
 
     if isinstance(value, keras.optimizers.schedules.LearningRateSchedule):
         return value
