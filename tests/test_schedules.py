@@ -161,3 +161,14 @@ def test_history_keeps_rates_and_phases_and_old_files_load(tmp_path):
     assert back.phases == [] and back.learning_rate.shape == (2,)
     assert np.all(np.isnan(back.learning_rate))
     np.testing.assert_array_equal(back.rel_l2, h.rel_l2)
+
+
+def test_a_history_copied_without_rates_still_loads_and_truncates(tmp_path):
+    """A copy that sets the evaluation arrays but not the rates (as a hand-made thinning would)."""
+    h = History(("L_f", "L_b"))
+    h.extend(0, [[1.0, 2.0]] * 3, [[1.0, 1.0]] * 3)
+    h.eval_step, h.rel_l2, h.mse, h.time = np.array([0, 3]), np.ones(2), np.ones(2), np.zeros(2)
+    h.save(tmp_path / "copy.npz")
+    back = History.load(tmp_path / "copy.npz")
+    assert back.learning_rate.shape == (2,) and np.all(np.isnan(back.learning_rate))
+    np.testing.assert_array_equal(h.truncate(2).eval_step, [0])

@@ -130,8 +130,8 @@ class History:
             for k in _STEP_ARRAYS + _EVAL_ARRAYS:
                 if k in data.files:
                     setattr(h, k, data[k])
-            if "learning_rate" not in data.files:  # written before pinnlib 0.3
-                h.learning_rate = np.full(h.eval_step.shape, np.nan)
+            if h.learning_rate.shape != h.eval_step.shape:  # before pinnlib 0.3, or a copy
+                h.learning_rate = np.full(h.eval_step.shape, np.nan)  # that did not fill it
             if "phases" in data.files:
                 h.phases = json.loads(str(data["phases"]))
         return h
@@ -143,6 +143,8 @@ class History:
         h.phases = [dict(p) for p in self.phases if p["step"] < steps]
         for k in _STEP_ARRAYS:
             setattr(h, k, getattr(self, k)[keep])
+        if self.learning_rate.shape != self.eval_step.shape:  # built by hand without rates
+            self.learning_rate = np.full(self.eval_step.shape, np.nan)
         for k in _EVAL_ARRAYS:
             setattr(h, k, getattr(self, k)[keep_eval])
         return h
