@@ -36,7 +36,9 @@ from .training import (  # noqa: E402
     History,
     NonFiniteLossError,
     PINNModel,
+    ReduceOnPlateau,
     Trainer,
+    lbfgs,
     train,
     train_together,
 )
@@ -83,4 +85,6 @@ __all__ = [
     "Trainer",
     "train",
     "train_together",
+    "ReduceOnPlateau",
+    "lbfgs",
 ]

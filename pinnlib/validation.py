@@ -26,6 +26,7 @@ __all__ = [
     "check_float",
     "check_instance",
     "check_int",
+    "check_learning_rate",
     "check_positive",
 ]
 
@@ -90,6 +91,23 @@ def check_float(
 def check_positive(name: str, value) -> float:
     """``float(value)``, finite and ``> 0``."""
     return check_float(name, value, 0, low_open=True)
+
+
+def check_learning_rate(name: str, value):
+    """A learning rate: a finite number ``> 0`` (returned as ``float``) or a Keras
+    ``LearningRateSchedule`` (returned as given), such as Wang et al.'s exponential decay
+    ``keras.optimizers.schedules.ExponentialDecay(1e-3, 1000, 0.9)``."""
+    import keras  # here, not at the top: the other checks need NumPy alone
+
+    if isinstance(value, keras.optimizers.schedules.LearningRateSchedule):
+        return value
+    try:
+        return check_positive(name, value)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be a number or a keras.optimizers.schedules.LearningRateSchedule, "
+            f"got {value!r}"
+        ) from None
 
 
 def check_bool(name: str, value) -> bool:

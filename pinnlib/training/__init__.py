@@ -15,6 +15,10 @@ A reader can follow it top to bottom, one small module a concept:
 * :mod:`~pinnlib.training.distributed`: one run data-parallel on the devices of a
   ``tf.distribute`` strategy (a layout around the same step);
 * :mod:`~pinnlib.training.history`: what a run records;
+* :mod:`~pinnlib.training.plateau`: :class:`~pinnlib.training.plateau.ReduceOnPlateau`, the
+  learning rate lowered when the evaluated error stops improving (Bischof & Kraus);
+* :mod:`~pinnlib.training.lbfgs`: :func:`pinnlib.lbfgs`, L-BFGS fine-tuning after Adam on
+  fixed points with the balancer's weights frozen (Raissi et al.);
 * the front ends :mod:`~pinnlib.training.trainer` (:func:`pinnlib.train`,
   :class:`pinnlib.Trainer`), :mod:`~pinnlib.training.together`
   (:func:`pinnlib.train_together`) and :mod:`~pinnlib.training.keras_model`
@@ -30,8 +34,19 @@ How one training step flows (all of it inside one ``tf.function``)::
 
 from .history import History
 from .keras_model import PINNModel
+from .lbfgs import lbfgs
+from .plateau import ReduceOnPlateau
 from .step import NonFiniteLossError
 from .together import train_together
 from .trainer import Trainer, train
 
-__all__ = ["History", "NonFiniteLossError", "PINNModel", "Trainer", "train", "train_together"]
+__all__ = [
+    "History",
+    "NonFiniteLossError",
+    "PINNModel",
+    "ReduceOnPlateau",
+    "Trainer",
+    "lbfgs",
+    "train",
+    "train_together",
+]

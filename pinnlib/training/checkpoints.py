@@ -91,6 +91,8 @@ def _network(value: dict) -> str:
 
 def _difference(saved: dict, now: dict) -> str | None:
     """The first difference between two descriptions, in words (``None``: they match)."""
+    if saved.get("plateau") != now.get("plateau"):  # absent from older files: no plateau
+        return f"its plateau= is {saved.get('plateau')}, this call's is {now.get('plateau')}"
     if (saved.get("runs"), saved.get("layout")) != (now["runs"], now["layout"]):
         return (
             f"it holds {saved.get('runs')} run(s) laid out {saved.get('layout')!r}, this call "
@@ -120,9 +122,11 @@ class Checkpoints:
         directory: the checkpoint folder (``None``: no checkpoints).
         every: period in steps (default 1000; needs ``directory``).
         resume: ``"auto"``, ``"must"`` or ``"never"`` (see the module docstring).
+        plateau: a :class:`~pinnlib.training.plateau.ReduceOnPlateau` whose state is saved
+            with the rest (its settings go into ``runs.json``, under ``"plateau"``).
     """
 
-    def __init__(self, layout: RunLayout, directory, every, resume: str = "auto"):
+    def __init__(self, layout: RunLayout, directory, every, resume: str = "auto", plateau=None):
         check_choice("resume", resume, RESUME_MODES)
         self.layout, self.manager = layout, None
         if directory is None:
@@ -140,6 +144,9 @@ class Checkpoints:
         self.description, self.described = describe(layout), False
         existed = self.directory.is_dir()
         checkpoint = layout.checkpoint()
+        if plateau is not None:
+            self.description["plateau"] = plateau.settings()
+            checkpoint.plateau = plateau
         self.manager = tf.train.CheckpointManager(checkpoint, str(directory), max_to_keep=2)
         latest = self.manager.latest_checkpoint
         if latest is None:
@@ -208,9 +215,10 @@ class Checkpoints:
         """The step of the next save (no limit without a directory)."""
         return (now // self.every + 1) * self.every if self.manager else np.iinfo(np.int64).max
 
-    def save_if_due(self, now: int, steps: int) -> None:
-        """Save at a multiple of ``every`` and at the end: description, histories, checkpoint."""
-        if self.manager is None or (now % self.every and now != steps):
+    def save_if_due(self, now: int, steps: int, force: bool = False) -> None:
+        """Save at a multiple of ``every`` and at the end (or now, with ``force``: a run that
+        stops early): description, histories, checkpoint."""
+        if self.manager is None or (now % self.every and now != steps and not force):
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         if not self.described:

@@ -17,7 +17,7 @@ import numpy as np
 __all__ = ["History"]
 
 _STEP_ARRAYS = ("step", "losses", "lambdas", "total")
-_EVAL_ARRAYS = ("eval_step", "rel_l2", "mse", "time")
+_EVAL_ARRAYS = ("eval_step", "rel_l2", "mse", "time", "learning_rate")
 
 
 @dataclass
@@ -34,6 +34,12 @@ class History:
         rel_l2: relative L2 error against the exact/reference solution on the grid.
         mse: mean squared error against the exact/reference solution on the grid.
         time: training wall time (seconds, evaluation excluded) at each evaluation.
+        learning_rate: the optimizer's learning rate at each evaluation (the value a schedule or
+            :class:`~pinnlib.training.plateau.ReduceOnPlateau` gives the next step; NaN where
+            none applies, e.g. during L-BFGS or in files written before pinnlib 0.3).
+        phases: where each optimizer's phase starts, ``[{"name": "adam", "step": 0},
+            {"name": "lbfgs", "step": 3000}]`` after :func:`pinnlib.lbfgs`; empty for a run
+            of one phase.
         info: facts about the run: balancer, sizes, ``seconds`` (training wall time, the first
             step's tracing and compilation included), ``first_step_seconds`` (that first step)
             and ``steps_per_second`` (the steps after it).
@@ -48,6 +54,8 @@ class History:
     rel_l2: np.ndarray = field(default_factory=lambda: np.zeros(0))
     mse: np.ndarray = field(default_factory=lambda: np.zeros(0))
     time: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    learning_rate: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    phases: list = field(default_factory=list)
     info: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -68,12 +76,28 @@ class History:
         self.lambdas = np.concatenate([self.lambdas, lambdas])
         self.total = np.concatenate([self.total, np.sum(losses * lambdas, axis=1)])
 
-    def record_evaluation(self, step: int, rel_l2: float, mse: float, seconds: float) -> None:
-        """Append one evaluation: the errors at ``step`` after ``seconds`` of training."""
+    def record_evaluation(
+        self,
+        step: int,
+        rel_l2: float,
+        mse: float,
+        seconds: float,
+        learning_rate: float = float("nan"),
+    ) -> None:
+        """Append one evaluation: the errors at ``step`` after ``seconds`` of training, and the
+        learning rate then (NaN: not known)."""
         self.eval_step = np.append(self.eval_step, step)
         self.rel_l2 = np.append(self.rel_l2, rel_l2)
         self.mse = np.append(self.mse, mse)
         self.time = np.append(self.time, seconds)
+        self.learning_rate = np.append(self.learning_rate, learning_rate)
+
+    def start_phase(self, name: str, step: int) -> None:
+        """Mark that the optimizer ``name`` (``"adam"``, ``"lbfgs"``) takes over at ``step``;
+        the first mark also names the phase before it (``"adam"``, from step 0)."""
+        if not self.phases and step > 0:
+            self.phases.append({"name": "adam", "step": 0})
+        self.phases.append({"name": str(name), "step": int(step)})
 
     # -- reading ---------------------------------------------------------------------------
     @property
@@ -89,23 +113,38 @@ class History:
     def save(self, path: str | Path) -> None:
         """Write the history to an ``.npz`` file."""
         arrays = {k: getattr(self, k) for k in _STEP_ARRAYS + _EVAL_ARRAYS}
-        np.savez(path, term_names=np.array(self.term_names), info=json.dumps(self.info), **arrays)
+        np.savez(
+            path,
+            term_names=np.array(self.term_names),
+            info=json.dumps(self.info),
+            phases=json.dumps(self.phases),
+            **arrays,
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> History:
-        """Read a history written by :meth:`save`."""
+        """Read a history written by :meth:`save` (files of older versions too: their
+        ``learning_rate`` is NaN, their ``phases`` empty)."""
         with np.load(path) as data:
             h = cls(tuple(str(s) for s in data["term_names"]), info=json.loads(str(data["info"])))
             for k in _STEP_ARRAYS + _EVAL_ARRAYS:
-                setattr(h, k, data[k])
+                if k in data.files:
+                    setattr(h, k, data[k])
+            if h.learning_rate.shape != h.eval_step.shape:  # before pinnlib 0.3, or a copy
+                h.learning_rate = np.full(h.eval_step.shape, np.nan)  # that did not fill it
+            if "phases" in data.files:
+                h.phases = json.loads(str(data["phases"]))
         return h
 
     def truncate(self, steps: int) -> History:
         """The history of the first ``steps`` steps (used when resuming)."""
         keep, keep_eval = self.step < steps, self.eval_step <= steps
         h = History(self.term_names, info=dict(self.info))
+        h.phases = [dict(p) for p in self.phases if p["step"] < steps]
         for k in _STEP_ARRAYS:
             setattr(h, k, getattr(self, k)[keep])
+        if self.learning_rate.shape != self.eval_step.shape:  # built by hand without rates
+            self.learning_rate = np.full(self.eval_step.shape, np.nan)
         for k in _EVAL_ARRAYS:
             setattr(h, k, getattr(self, k)[keep_eval])
         return h

@@ -15,6 +15,14 @@ well, where TensorFlow's own assertions compile to nothing). The compiled loop o
 :func:`pinnlib.train` is faster; this path is for people who live in Keras (callbacks, ``fit``
 logs). TensorFlow backend only.
 
+The optimisers of the papers (issue #23) on this path: a learning-rate schedule is Keras' own,
+``model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.ExponentialDecay(
+1e-3, 1000, 0.9)))`` (Wang et al.), evaluated at the optimizer's step, which Keras saving keeps,
+so a restored model continues the schedule exactly; the plateau rule of Bischof & Kraus is
+``keras.callbacks.ReduceLROnPlateau`` on a ``fit`` metric (``fit`` runs no evaluation against
+the exact solution, so :class:`pinnlib.ReduceOnPlateau` has nothing to read here); L-BFGS after
+``fit`` is ``pinnlib.lbfgs(model.network, model.pde, model.balancer, ...)``.
+
 Saving works the Keras way, with everything that decides the rest of the run: the network, the
 optimizer (after ``compile``), the balancer's state (step counter, weights, remembered losses,
 the lookback generator of :class:`~pinnlib.balancing.ReLoBRaLo`), the point sampler and the

@@ -7,8 +7,9 @@ evaluation, checkpoint, ``chunk`` steps or the end, whichever comes first. After
 reads the chunk's losses and weights back in one go (not one read per step), appends them to
 every run's :class:`~pinnlib.training.history.History`, stops with
 :class:`~pinnlib.training.step.NonFiniteLossError` if a run met a NaN or infinite loss term,
-measures the error against the exact solution when an evaluation is due, saves a checkpoint
-when one is due, and moves the progress bar. An interrupt (Ctrl-C, the notebook's stop button)
+measures the error against the exact solution when an evaluation is due (and hands it to a
+:class:`~pinnlib.training.plateau.ReduceOnPlateau`, if one is given, which may lower the learning
+rate or end the run), saves a checkpoint when one is due, and moves the progress bar. An interrupt (Ctrl-C, the notebook's stop button)
 ends the loop after the current chunk and returns the histories so far. (Running the loop
 itself inside the compiled function, as a ``tf.while_loop``, measured slower under XLA on the
 CPU.)
@@ -33,10 +34,11 @@ import tensorflow as tf
 from ..validation import check_int
 from .checkpoints import Checkpoints
 from .history import History
+from .plateau import ReduceOnPlateau
 from .runs import RunLayout
 from .step import NonFiniteLossError
 
-__all__ = ["train_runs"]
+__all__ = ["learning_rate", "train_runs"]
 
 
 def train_runs(
@@ -49,6 +51,7 @@ def train_runs(
     checkpoint_every: int | None,
     chunk: int,
     resume: str = "auto",
+    plateau: ReduceOnPlateau | None = None,
 ) -> list[History]:
     """Train every run of ``layout`` until it has made ``steps`` steps (a total: a resumed or
     repeated call continues); returns the runs' histories. The front ends
@@ -65,6 +68,9 @@ def train_runs(
         checkpoint_every: checkpoint period in steps (default 1000; needs ``checkpoint_dir``).
         chunk: steps between read-backs of the losses (the progress bar's granularity).
         resume: ``"auto"``, ``"must"`` or ``"never"`` (:mod:`~pinnlib.training.checkpoints`).
+        plateau: a :class:`~pinnlib.training.plateau.ReduceOnPlateau` fed the error of every
+            evaluation at a multiple of ``eval_every`` (one run only); when it says stop, the
+            loop saves a checkpoint and returns (``History.info["stopped_by_plateau"]``).
     """
     steps = check_int("steps", steps, 0)
     eval_every = (
@@ -72,7 +78,12 @@ def train_runs(
     )
     chunk = check_int("chunk", chunk, 1)
     eval_points = check_int("eval_points", eval_points, 2)
-    saver = Checkpoints(layout, checkpoint_dir, checkpoint_every, resume)
+    if plateau is not None and len(layout.runs) != 1:
+        raise ValueError(
+            "plateau= trains one run at a time: runs trained together share one loop, and "
+            "each would stop at its own step; train them one by one with pinnlib.train"
+        )
+    saver = Checkpoints(layout, checkpoint_dir, checkpoint_every, resume, plateau)
     evaluation = layout.evaluations.get(eval_points)
     if evaluation is None:
         evaluation = layout.evaluations[eval_points] = _Evaluation(layout, eval_points)
@@ -83,9 +94,10 @@ def train_runs(
         evaluation.record(start)
     bar = _progress_bar(steps, start, progress)
     stop = _InterruptFlag()
+    plateaued = plateau is not None and bool(plateau.stopped.numpy())  # a resumed, stopped run
     try:
         with stop:
-            while now < steps and not stop.raised:
+            while now < steps and not stop.raised and not plateaued:
                 ends = [steps, (now // eval_every + 1) * eval_every, now + chunk, saver.next(now)]
                 count = min(ends) - now
                 losses, lambdas = _run_chunk(layout, count)
@@ -93,7 +105,12 @@ def train_runs(
                 now += count
                 if now % eval_every == 0 or now == steps:
                     evaluation.record(now)
-                saver.save_if_due(now, steps)
+                if plateau is not None and now % eval_every == 0:
+                    run = layout.runs[0]
+                    watched = getattr(run.history, plateau.monitor)[-1]
+                    plateaued = plateau.update(watched, run.optimizer)
+                    run.history.learning_rate[-1] = learning_rate(run.optimizer)  # the new rate
+                saver.save_if_due(now, steps, force=plateaued)
                 if bar is not None:
                     bar.update(count)
                     bar.set_postfix(_postfix(layout))
@@ -104,6 +121,11 @@ def train_runs(
     if stop.raised:
         warnings.warn(f"interrupted at step {now}: returning the history so far", stacklevel=3)
     _describe(layout, now, now - start, layout.seconds - seconds_before, compiled_before)
+    if plateau is not None:
+        for run in layout.runs:
+            run.history.info["plateau_reductions"] = int(plateau.reductions.numpy())
+            if plateaued:
+                run.history.info["stopped_by_plateau"] = now
     return [run.history for run in layout.runs]
 
 
@@ -213,7 +235,16 @@ class _Evaluation:
         self.layout.write_back()
         errors = self.errors().numpy()
         for run, (rel, mse) in zip(self.layout.runs, errors):
-            run.history.record_evaluation(step, rel, mse, round(self.layout.seconds, 4))
+            rate = learning_rate(run.optimizer or getattr(self.layout, "optimizer", None))
+            run.history.record_evaluation(step, rel, mse, round(self.layout.seconds, 4), rate)
+
+
+def learning_rate(optimizer) -> float:
+    """The learning rate ``optimizer`` gives its next step (a schedule is evaluated at the
+    optimizer's ``iterations``); NaN without an optimizer."""
+    if optimizer is None:
+        return float("nan")
+    return float(tf.convert_to_tensor(optimizer.learning_rate).numpy())
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):

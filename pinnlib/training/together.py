@@ -30,7 +30,7 @@ import keras
 from ..balancing import Balancer
 from ..pdes.base import PDE
 from ..stacked import stackable
-from ..validation import check_instance, check_positive
+from ..validation import check_instance, check_learning_rate
 from .history import History
 from .loop import train_runs
 from .runs import Run, SeparateRuns, StackedRuns, check_jit_compile
@@ -63,7 +63,7 @@ def _distinct(name: str, objects: Sequence) -> None:
 
 def _optimizer_factory(optimizer, learning_rate) -> Callable[[], keras.optimizers.Optimizer]:
     if optimizer is None:
-        learning_rate = check_positive("learning_rate", learning_rate)
+        learning_rate = check_learning_rate("learning_rate", learning_rate)
         return lambda: keras.optimizers.Adam(learning_rate)
     if isinstance(optimizer, keras.optimizers.Optimizer) or not callable(optimizer):
         raise TypeError(
@@ -103,6 +103,7 @@ def train_together(
     *,
     optimizer: Callable[[], keras.optimizers.Optimizer] | None = None,
     stacked: bool | None = None,
+    plateau=None,
     **options,
 ) -> list[History]:
     """Train ``len(models)`` independent runs on one PDE, all in one compiled step.
@@ -125,8 +126,13 @@ def train_together(
             optimizer acts elementwise; ``True`` on your own PDE promises that its code indexes
             points as ``p[..., :1]`` and joins them along axis ``-2``, so that it accepts
             points of shape ``(S, N, dims)``.
+        plateau: refused (a ValueError): a :class:`~pinnlib.training.plateau.ReduceOnPlateau`
+            stops its run at a step of its own, and runs trained together share one loop
+            (stacked ones one optimizer too); train each with :func:`pinnlib.train`.
         options: the keyword arguments of :func:`pinnlib.train` that all runs share, with its
-            defaults: ``n_interior``, ``n_boundary``, ``learning_rate``, ``eval_every``,
+            defaults: ``n_interior``, ``n_boundary``, ``learning_rate`` (a number or a Keras
+            ``LearningRateSchedule``, shared by the runs; each optimizer evaluates it at its
+            own step), ``eval_every``,
             ``eval_points``, ``progress``, ``jit_compile``, ``derivative_mode``,
             ``checkpoint_dir``, ``checkpoint_every``, ``chunk`` and ``resume``. With
             ``checkpoint_dir`` the checkpoint holds every run (and ``history_<i>.npz`` its
@@ -140,6 +146,12 @@ def train_together(
         naming the run, step and term when a loss turns NaN or infinite (the histories so far
         are in ``error.histories``).
     """
+    if plateau is not None:
+        raise ValueError(
+            "train_together does not take plateau=: a ReduceOnPlateau stops its run at a step "
+            "of its own, but runs trained together share one loop (and stacked runs one "
+            "optimizer); train each run with pinnlib.train(..., plateau=...)"
+        )
     models = list(models)
     if not models:
         raise ValueError("train_together needs at least one model")

@@ -31,10 +31,11 @@ import tensorflow as tf
 
 from ..balancing import Balancer
 from ..pdes.base import PDE
-from ..validation import check_int, check_positive
+from ..validation import check_int, check_learning_rate
 from .distributed import one_run_layout
 from .history import History
 from .loop import train_runs
+from .plateau import ReduceOnPlateau, check_plateau
 from .runs import Run
 
 __all__ = ["Trainer", "train"]
@@ -52,8 +53,15 @@ class Trainer:
         balancer: a :class:`pinnlib.balancing.Balancer` with ``pde.num_terms`` terms
             (default :class:`~pinnlib.balancing.Sum`).
         n_interior, n_boundary: collocation points drawn afresh every step.
-        learning_rate: Adam's learning rate, unless ``optimizer`` is given.
+        learning_rate: Adam's learning rate, unless ``optimizer`` is given: a number, or a
+            ``keras.optimizers.schedules.LearningRateSchedule`` evaluated at the optimizer's
+            step (Wang et al.'s 1e-3 · 0.9^(step/1000) is
+            ``keras.optimizers.schedules.ExponentialDecay(1e-3, 1000, 0.9)``); the step is in
+            the checkpoint, so a resumed run continues the schedule exactly.
         optimizer: a Keras 3 optimizer.
+        plateau: a :class:`~pinnlib.training.plateau.ReduceOnPlateau` that lowers the learning
+            rate (a number, not a schedule) when the evaluated error stops improving, and may
+            end the run (Bischof & Kraus); its state is checkpointed.
         seed: seed of the point-sampling generator (``None``: nondeterministic).
         jit_compile: XLA-compile the step (default; faster on CPU and GPU, but compiling takes
             seconds: notebooks pass ``pinnlib.budget(True, False)`` so that their smoke tests
@@ -80,20 +88,22 @@ class Trainer:
         balancer: Balancer | None = None,
         n_interior: int = 1024,
         n_boundary: int = 1024,
-        learning_rate: float = 1e-3,
+        learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = 1e-3,
         optimizer: keras.optimizers.Optimizer | None = None,
         seed: int | None = None,
         jit_compile: bool = True,
         derivative_mode: str = "auto",
         chunk: int = 100,
         strategy: tf.distribute.Strategy | None = None,
+        plateau: ReduceOnPlateau | None = None,
     ):
         self.chunk = check_int("chunk", chunk, 1)
+        self.plateau = check_plateau(plateau)
 
         def make_run() -> Run:  # under a strategy, called inside its scope
             opt = optimizer
             if opt is None:
-                opt = keras.optimizers.Adam(check_positive("learning_rate", learning_rate))
+                opt = keras.optimizers.Adam(check_learning_rate("learning_rate", learning_rate))
             return Run(model, pde, balancer, opt, seed, n_interior, n_boundary, derivative_mode)
 
         given = dict(model=model, optimizer=optimizer, balancer=balancer)
@@ -104,6 +114,9 @@ class Trainer:
         self.generator, self.step, self.dtype = run.generator, run.step, run.dtype
         self.n_interior, self.n_boundary = run.n_interior, run.n_boundary
         self.derivative_mode, self.jit_compile = derivative_mode, self._layout.jit_compile
+        if plateau is not None:
+            plateau.check_optimizer(optimizer)
+        self._lbfgs_done = False
 
     @property
     def history(self) -> History:
@@ -134,13 +147,62 @@ class Trainer:
         Arguments as in :func:`train`. Returns the :class:`History` (also ``self.history``).
         A trainer that has trained already continues from its own state, not from a checkpoint.
         """
+        if self._lbfgs_done:
+            raise ValueError(
+                "this Trainer has run L-BFGS (Trainer.lbfgs), whose iterations continue the "
+                "history's step numbers but not the Adam step counter, so Adam steps after it "
+                "would number the history twice: build a new Trainer to train on"
+            )
         schedule = (steps, eval_every, eval_points, progress, checkpoint_dir, checkpoint_every)
-        (history,) = train_runs(self._layout, *schedule, self.chunk, resume)
+        (history,) = train_runs(self._layout, *schedule, self.chunk, resume, self.plateau)
+        return history
+
+    def lbfgs(
+        self,
+        iterations: int,
+        n_interior: int | None = None,
+        n_boundary: int | None = None,
+        eval_every: int | None = None,
+        eval_points: int = 256,
+        tolerance: float = 0.0,
+        history_size: int = 50,
+    ) -> History:
+        """Fine-tune with L-BFGS after the Adam steps (:func:`pinnlib.lbfgs`).
+
+        The points are drawn once from this trainer's sampler (``n_interior`` and
+        ``n_boundary`` default to the trainer's), the balancer's latest weights are frozen, and
+        the iterations continue this trainer's history (``history.phases`` marks where L-BFGS
+        starts). Not under a ``tf.distribute`` strategy. After it, :meth:`run` is refused
+        (build a new Trainer to train on). Returns the history.
+        """
+        from .lbfgs import lbfgs_layout
+
+        if self.strategy is not None:
+            raise ValueError(
+                "Trainer.lbfgs does not run under a tf.distribute strategy: SciPy's L-BFGS "
+                "works on one host vector of all weights, and the loss would be computed on "
+                "one device only; fine-tune with pinnlib.lbfgs on a model outside the strategy"
+            )
+        history = lbfgs_layout(
+            self._layout,
+            iterations,
+            self.n_interior if n_interior is None else n_interior,
+            self.n_boundary if n_boundary is None else n_boundary,
+            eval_every,
+            eval_points,
+            tolerance,
+            history_size,
+        )
+        self._lbfgs_done = True
         return history
 
     def checkpoint(self) -> tf.train.Checkpoint:
-        """A ``tf.train.Checkpoint`` of everything that determines the rest of the run."""
-        return self._layout.checkpoint()
+        """A ``tf.train.Checkpoint`` of everything that determines the rest of the run (the
+        plateau's state too, when there is one)."""
+        checkpoint = self._layout.checkpoint()
+        if self.plateau is not None:
+            checkpoint.plateau = self.plateau
+        return checkpoint
 
 
 def train(
@@ -150,7 +212,7 @@ def train(
     steps: int = 1000,
     n_interior: int = 1024,
     n_boundary: int = 1024,
-    learning_rate: float = 1e-3,
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = 1e-3,
     optimizer: keras.optimizers.Optimizer | None = None,
     seed: int | None = None,
     eval_every: int | None = None,
@@ -163,6 +225,7 @@ def train(
     chunk: int = 100,
     resume: str = "auto",
     strategy: tf.distribute.Strategy | None = None,
+    plateau: ReduceOnPlateau | None = None,
 ) -> History:
     """Train ``model`` on ``pde`` for ``steps`` Adam steps with points resampled every step.
 
@@ -172,7 +235,9 @@ def train(
         balancer: loss balancer (default: the unweighted :class:`pinnlib.Sum`).
         steps: total number of steps (a resumed run continues up to this number).
         n_interior, n_boundary: collocation points per step.
-        learning_rate: Adam learning rate (ignored when ``optimizer`` is given).
+        learning_rate: Adam learning rate (ignored when ``optimizer`` is given): a number or a
+            ``keras.optimizers.schedules.LearningRateSchedule``, e.g. Wang et al.'s
+            ``ExponentialDecay(1e-3, 1000, 0.9)`` (see :class:`Trainer`).
         optimizer: a Keras 3 optimizer instead of Adam.
         seed: seed of the sampling generator; with seeded model and balancer the run repeats
             (to float rounding; XLA and non-XLA steps draw different point streams).
@@ -191,6 +256,8 @@ def train(
             balancer type, number of terms, network shape, optimizer) is always refused.
         strategy: train data-parallel on the devices of a ``tf.distribute`` strategy
             (see :class:`Trainer`; appendix "Scaling out").
+        plateau: a :class:`~pinnlib.training.plateau.ReduceOnPlateau`: lower the learning
+            rate when the evaluated error stops improving, as Bischof & Kraus trained.
 
     Returns:
         The :class:`History`. Raises :class:`~pinnlib.training.step.NonFiniteLossError` (a
@@ -209,6 +276,7 @@ def train(
         derivative_mode=derivative_mode,
         chunk=chunk,
         strategy=strategy,
+        plateau=plateau,
     )
     schedule = (steps, eval_every, eval_points, progress, checkpoint_dir, checkpoint_every)
     return trainer.run(*schedule, resume=resume)
