@@ -214,12 +214,6 @@ def learning_rate_of(value):
     return getattr(keras.optimizers.schedules, name)(**options)
 
 
-def _adam(schedule):
-    import keras
-
-    return keras.optimizers.Adam(learning_rate=schedule)
-
-
 def provenance(spec: dict, history, seconds: float) -> dict:
     """Who, what and where of one finished run."""
     import keras
@@ -278,8 +272,7 @@ def run_one(config: dict, run: Run, out: Path, progress: bool = False) -> dict:
         steps=spec["steps"],
         n_interior=spec["pde"]["n_interior"],
         n_boundary=spec["pde"]["n_boundary"],
-        learning_rate=1e-3 if not isinstance(learning_rate, float) else learning_rate,
-        optimizer=None if isinstance(learning_rate, float) else _adam(learning_rate),
+        learning_rate=learning_rate,
         seed=spec["seed"],
         eval_every=spec["eval_every"],
         eval_points=spec["eval_points"],
@@ -319,8 +312,9 @@ def thin(history, stride: int):
     for key in ("step", "losses", "lambdas", "total"):
         value = np.asarray(getattr(history, key))[keep]
         setattr(out, key, value if key == "step" else value.astype(np.float32))
-    for key in ("eval_step", "rel_l2", "mse", "time"):
+    for key in ("eval_step", "rel_l2", "mse", "time", "learning_rate"):
         setattr(out, key, np.asarray(getattr(history, key)))
+    out.phases = [dict(p) for p in history.phases]
     return out
 
 
