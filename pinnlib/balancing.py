@@ -934,7 +934,8 @@ class HomoscedasticUncertainty(Balancer):
         stacked = self._stack(losses)
         lambdas = self.update(stacked, grads, check=check)
         total = self.total(stacked)
-        return tf.where(tf.reduce_all(tf.math.is_finite(lambdas)), total, tf.fill([], np.nan))
+        nan = tf.constant(float("nan"), total.dtype)
+        return tf.where(tf.reduce_all(tf.math.is_finite(lambdas)), total, nan)
 
     def total(self, losses) -> tf.Tensor:
         """``sum_i exp(-s_i) L_i + s_i``, differentiable in the losses and in ``s``; changes
