@@ -24,7 +24,16 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 import pinnlib.balancing as balancing
-from pinnlib import Fixed, GradNorm, LRAnnealing, ReLoBRaLo, SoftAdapt, Sum
+from pinnlib import (
+    Fixed,
+    GlobalGradNorm,
+    GradNorm,
+    HomoscedasticUncertainty,
+    LRAnnealing,
+    ReLoBRaLo,
+    SoftAdapt,
+    Sum,
+)
 
 EPS = 1e-7
 
@@ -354,10 +363,21 @@ def make_balancer(kind, n, seed=0, dtype="float32"):
         "ReLoBRaLo": lambda: ReLoBRaLo(n, rho=0.5, seed=seed, dtype=dtype),
         "LRAnnealing": lambda: LRAnnealing(n, update_every=2, dtype=dtype),
         "GradNorm": lambda: GradNorm(n, learning_rate=0.5, shared_variable=0, dtype=dtype),
+        "GlobalGradNorm": lambda: GlobalGradNorm(n, update_every=2, dtype=dtype),
+        "HomoscedasticUncertainty": lambda: HomoscedasticUncertainty(n, dtype=dtype),
     }[kind]()
 
 
-KINDS = ["Sum", "Fixed", "SoftAdapt", "ReLoBRaLo", "LRAnnealing", "GradNorm"]
+KINDS = [
+    "Sum",
+    "Fixed",
+    "SoftAdapt",
+    "ReLoBRaLo",
+    "LRAnnealing",
+    "GradNorm",
+    "GlobalGradNorm",
+    "HomoscedasticUncertainty",
+]
 
 
 def run_sequence(b, sequence, seed=0):
@@ -484,7 +504,10 @@ def test_non_numeric_hyperparameter_is_a_type_error(value):
         ReLoBRaLo(2, alpha=value)
 
 
-@pytest.mark.parametrize("cls", [Sum, SoftAdapt, ReLoBRaLo, LRAnnealing, GradNorm])
+@pytest.mark.parametrize(
+    "cls",
+    [Sum, SoftAdapt, ReLoBRaLo, LRAnnealing, GradNorm, GlobalGradNorm, HomoscedasticUncertainty],
+)
 @pytest.mark.parametrize(
     "num_terms,error",
     [(0, ValueError), (-2, ValueError), (2.5, TypeError), ("2", TypeError), (True, TypeError)],
@@ -603,6 +626,9 @@ def test_checkpoint_round_trip_restores_generator(tmp_path):
             GradNorm(2, asymmetry=0.5),
             ["adam_m", "adam_v", "floor_hits", "initial_losses", "lambdas", "step"],
         ),
+        (LRAnnealing(2, form="authors_code"), ["lambdas", "step"]),
+        (GlobalGradNorm(2, momentum=0.5, form="jaxpi"), ["lambdas", "step"]),
+        (HomoscedasticUncertainty(2), ["lambdas", "log_variances", "step"]),
         (
             ReLoBRaLo(2, alpha=0.5, rho=0.25, seed=4, dtype="float64"),
             ["generator.state", "initial_losses", "lambdas", "previous_losses", "step"],
