@@ -915,8 +915,12 @@ class HomoscedasticUncertainty(Balancer):
     ``trainable_variables``), and :meth:`total` is differentiable in them. pinnlib's training
     step adds them to the variables it differentiates and applies with the run's optimizer
     (``d total / d s_i = 1 - exp(-s_i) L_i``); :meth:`update` only reads the weights and counts
-    the step. A loop of your own must do the same: ``b(losses)`` returns the total whose
-    gradient reaches ``s``. The chapter "Balancing schemes" introduces it.
+    the step. This holds for :func:`pinnlib.train`, :func:`pinnlib.train_together` (stacked or
+    not) and :class:`pinnlib.PINNModel`'s ``fit``; under a ``tf.distribute`` strategy it is
+    refused (``NotImplementedError``: the replicas' summed gradients would scale ``s``'s step),
+    and an optimizer built before the run is refused (it would not know ``s``). A loop of your
+    own must do the same: ``b(losses)`` returns the total whose gradient reaches ``s``. The
+    chapter "Balancing schemes" introduces it.
 
     Args:
         num_terms: number of loss terms.
