@@ -11,8 +11,13 @@ balancer here shares one small base, :class:`Balancer`:
   metric; :meth:`Balancer.state_variables` names them all (what :class:`pinnlib.PINNModel`
   writes into Keras' ``.weights.h5`` and ``.keras`` files), and :meth:`Balancer.get_config` /
   :meth:`Balancer.from_config` rebuild a balancer from its constructor arguments;
-* balancers that need per-term gradients (:class:`LRAnnealing`, :class:`GradNorm`) say so with
-  ``needs_gradients = True``; the training step then passes ``grads=[grads of L_1, ...]``.
+* balancers that need per-term gradients (:class:`LRAnnealing`, :class:`GradNorm`,
+  :class:`GlobalGradNorm`) say so with ``needs_gradients = True``; the training step then
+  passes ``grads=[grads of L_1, ...]``;
+* a balancer whose weights are trained by gradient (:class:`HomoscedasticUncertainty`) holds
+  them in ``tf.Variable``\\ s with ``trainable=True`` (its ``trainable_variables``) and gives
+  its differentiable objective as ``total(losses)``; the training step applies their gradients
+  with the run's optimizer.
 
 Non-finite inputs are refused, never absorbed: one NaN loss fed to ReLoBRaLo would otherwise
 turn its weights (and, through ``lambda(t-1)``, every later weight) into NaN for good. Before
@@ -46,6 +51,10 @@ References:
     Wang, Teng & Perdikaris (2021), Understanding and mitigating gradient flow pathologies in
     physics-informed neural networks, arXiv:2001.04536 (learning-rate annealing).
     Chen et al. (2018), GradNorm, arXiv:1711.02257.
+    Wang, Sankaran, Wang & Perdikaris (2023), An expert's guide to training physics-informed
+    neural networks, arXiv:2308.08468 (global gradient-norm weighting).
+    Kendall, Gal & Cipolla (2018), Multi-task learning using uncertainty to weigh losses,
+    arXiv:1705.07115 (homoscedastic uncertainty weighting).
 """
 
 from __future__ import annotations
@@ -65,6 +74,8 @@ __all__ = [
     "ReLoBRaLo",
     "LRAnnealing",
     "GradNorm",
+    "GlobalGradNorm",
+    "HomoscedasticUncertainty",
 ]
 
 
@@ -516,29 +527,65 @@ def _flat_abs(grads) -> tf.Tensor:
     return tf.concat(parts, axis=0)
 
 
+def _kernels(grads) -> list[tf.Tensor]:
+    """The gradients of the weight matrices: those of rank 2 (a Dense kernel is ``(in, out)``,
+    a bias ``(out,)``). A stacked network's kernels are ``(S, in, out)``, but the step hands each
+    run's balancer its own rank-2 slice."""
+    kernels = [g for g in grads if g is not None and g.shape.rank == 2]
+    if not kernels:
+        raise ValueError(
+            "form='authors_code' reads the gradients of the weight matrices (rank-2 variables), "
+            "but a loss term has none"
+        )
+    return kernels
+
+
 class LRAnnealing(Balancer):
-    """Learning-rate annealing (Wang, Teng & Perdikaris 2021, arXiv:2001.04536, Algorithm 1).
+    """Learning-rate annealing (Wang, Teng & Perdikaris 2021, SIAM J. Sci. Comput. 43(5) A3055;
+    arXiv:2001.04536), in the form its source names (``form=``).
 
-    The residual term keeps weight one. Every ``update_every`` steps, for each other term ``i``::
+    The residual term keeps weight one. Every ``update_every`` steps (at steps 0, k, 2k, ...,
+    from that step's gradients, before they are applied), for each other term ``i``::
 
-        lhat_i = max_theta |grad L_residual| / mean_theta |grad L_i|
+        lhat_i = max |grad L_r| / mean |grad (lambda_i L_i)|
         lambda_i <- (1 - a) * lambda_i + a * lhat_i
 
-    with ``a = 0.1``. Between updates the weights stay. Needs per-term gradients over all
-    trainable variables. The paper's text divides by the gradient of the *unweighted* term (the
-    default); its published code divides by that of the *weighted* term ``lambda_i L_i``
-    (``weighted=True``), which settles at ``lambda_i^2 = max / mean`` instead of feeding on
-    itself when ``grad L_i`` shrinks. The chapter "Balancing schemes" shows both.
+    Between updates the weights stay. The forms:
+
+    * ``"published"`` (default): Algorithm 2.1 of the published article (eq. 2.30-2.31): max and
+      mean over *all* parameters, the *weighted* term ``lambda_i L_i`` in the denominator,
+      ``a = 0.1``. This is the arithmetic of pinnlib 0.2.0's ``weighted=True`` (labelled
+      "code form" there, wrongly).
+    * ``"authors_code"``: the authors' Helmholtz code (``Helmholtz/Helmholtz2D_model_tf.py`` in
+      PredictiveIntelligenceLab/GradientPathologiesPINNs): the max over the *weight matrices*
+      only (not the biases) of ``|grad L_r|``, divided by the *mean over layers* of each
+      layer's mean ``|grad (lambda_i L_i)|``; every 10 steps with 0.9 / 0.1. Weight matrices
+      are told by their rank: rank-2 gradients (a Dense kernel) count, rank-1 ones (biases)
+      do not. Their code updates after the step, from the updated network on the same batch,
+      and uses the new weight from the next step on; here the update uses the step's own
+      gradients (a one-step offset).
+    * ``"unweighted"``: max and mean over all parameters with the *unweighted* ``L_i`` in the
+      denominator: pinnlib 0.2.0's default (``weighted=False``, labelled "paper text" there).
+      Which arXiv version, if any, states it so could not be checked here; it is kept so that
+      the stored first-edition study (arm ``lra``) still builds what ran.
+
+    With the weighted denominator the update settles at ``lambda_i^2 = max / mean``; the
+    unweighted one feeds on itself when ``grad L_i`` shrinks. The chapter "Balancing schemes"
+    introduces the method.
 
     Args:
         num_terms: number of loss terms.
         residual_index: which term is the PDE residual (weight fixed at one).
-        a: moving-average rate in (0, 1].
+        a: moving-average rate in (0, 1] (the article's alpha = 0.1).
         update_every: update period in steps (>= 1); updates happen at steps 0, k, 2k, ...
-        weighted: divide by ``mean |grad (lambda_i L_i)|`` as the authors' code does.
+        weighted: the pinnlib 0.2.0 switch, kept working: ``True`` means ``form="published"``,
+            ``False`` means ``form="unweighted"``; ``None`` (default): use ``form``.
+        eps: guard in the division.
+        form: ``"published"``, ``"authors_code"`` or ``"unweighted"`` (see above).
     """
 
     needs_gradients = True
+    FORMS = ("published", "authors_code", "unweighted")
 
     def __init__(
         self,
@@ -546,21 +593,64 @@ class LRAnnealing(Balancer):
         residual_index: int = 0,
         a: float = 0.1,
         update_every: int = 10,
-        weighted: bool = False,
+        weighted: bool | None = None,
         eps: float = 1e-12,
         dtype: str = "float32",
         name: str | None = None,
+        form: str | None = None,
     ):
         super().__init__(num_terms, dtype=dtype, name=name)
         self.residual_index = _check_int("residual_index", residual_index, 0, self.num_terms - 1)
         self.a = _check_range("a", a, 0.0, 1.0, closed=False)
         self.update_every = _check_int("update_every", update_every, 1)
-        self.weighted = bool(weighted)
         self.eps = _check_range("eps", eps, 0.0, 1.0)
+        if weighted is not None and not isinstance(weighted, (bool, np.bool_)):
+            raise TypeError(f"weighted must be True, False or None, got {weighted!r}")
+        if form is not None and form not in self.FORMS:
+            raise ValueError(f"form must be one of {self.FORMS}, got {form!r}")
+        implied = None if weighted is None else ("published" if weighted else "unweighted")
+        if implied is not None and form is not None and form != implied:
+            raise ValueError(
+                f"weighted={weighted} means form={implied!r}, but form={form!r} was given: "
+                "pass only form"
+            )
+        self.form = form or implied or "published"
+
+    @property
+    def weighted(self) -> bool:
+        """Whether the denominator holds the weighted term ``lambda_i L_i``."""
+        return self.form != "unweighted"
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config["weighted"] = None  # ``form`` says it all
+        return config
+
+    def _gradients_read(self, grads):
+        if self.form != "authors_code":
+            return super()._gradients_read(grads)
+        return [
+            (i, j, g)
+            for i, term in enumerate(grads)
+            for j, g in enumerate(term)
+            if g is not None and g.shape.rank == 2
+        ]
 
     def _weights(self, losses, grads):
-        top = tf.reduce_max(_flat_abs(grads[self.residual_index]))
-        means = tf.cast(tf.stack([tf.reduce_mean(_flat_abs(g)) for g in grads]), self.dtype)
+        if self.form == "authors_code":
+            top = tf.reduce_max(
+                tf.stack([tf.reduce_max(tf.abs(g)) for g in _kernels(grads[self.residual_index])])
+            )
+            means = tf.stack(
+                [
+                    tf.reduce_mean(tf.stack([tf.reduce_mean(tf.abs(g)) for g in _kernels(term)]))
+                    for term in grads
+                ]
+            )
+        else:
+            top = tf.reduce_max(_flat_abs(grads[self.residual_index]))
+            means = tf.stack([tf.reduce_mean(_flat_abs(g)) for g in grads])
+        means = tf.cast(means, self.dtype)
         if self.weighted:
             means = means * self.lambdas
         lhat = tf.cast(top, self.dtype) / (means + self.eps)
@@ -572,7 +662,7 @@ class LRAnnealing(Balancer):
     def __repr__(self) -> str:
         return (
             f"LRAnnealing(num_terms={self.num_terms}, a={self.a}, every={self.update_every}, "
-            f"weighted={self.weighted})"
+            f"form={self.form!r})"
         )
 
 
@@ -583,42 +673,93 @@ class GradNorm(Balancer):
     shared variable ``W`` (by default the last kernel of the network, index ``-2`` of
     ``model.trainable_variables``), ``G_i = w_i * g_i``, relative inverse training rates
     ``r_i = (L_i(t)/L_i(0)) / mean_j(L_j(t)/L_j(0))`` and the constant target
-    ``G*_i = mean(G) * r_i ** asymmetry``, the weights take one gradient-descent step on
-    ``sum_i |G_i - G*_i|``, whose gradient is ``sign(G_i - G*_i) * g_i``, and are then
+    ``G*_i = mean(G) * r_i ** asymmetry``, the weights take one step on
+    ``L_grad = sum_i |G_i - G*_i|``, whose gradient is ``sign(G_i - G*_i) * g_i``, and are then
     renormalised to sum to ``n``. A weight that the step would drive below ``min_weight`` is
     held there before renormalising, so that no weight reaches zero or turns negative (the
-    paper leaves this case open).
+    paper leaves this case open); :attr:`floor_hits` counts, per term, the steps on which
+    that happened.
+
+    The step (``update=``):
+
+    * ``"adam"`` (default): the weights have their own Adam optimiser, as the network has,
+      the way the paper trains them (by the gradient of ``L_grad``, alongside the network) and
+      the ReLoBRaLo authors' code does (``tf.keras.optimizers.Adam`` with the network's
+      learning rate, 1e-3 by default). Keras' Adam written out: ``beta_1 = 0.9``,
+      ``beta_2 = 0.999``, ``epsilon = 1e-7``, bias-corrected; its moments are state variables
+      (``adam_m``, ``adam_v``), so checkpoints restore them. Adam's step is about
+      ``learning_rate`` whatever the size of ``g``, so the weights move at the same pace for a
+      loss of 1e4 as for one of 1.
+    * ``"sgd"``: plain gradient descent on the raw gradient ``sign(.) * g_i``: pinnlib 0.2.0's
+      form (default ``learning_rate`` 0.025), kept so that the stored first-edition study
+      (arm ``gradnorm``) still builds what ran. Its step grows with the loss's magnitude: on
+      Helmholtz it pinned the weights to ``min_weight`` in every study seed.
+
+    (The ReLoBRaLo authors' code also differs from the paper in two ways not followed here:
+    it parameterises the weights as a softmax, summing to one, and its ``r_i`` divides by the
+    previous step's losses instead of ``L(0)``.) The chapter "Balancing schemes" introduces it.
 
     Args:
         num_terms: number of loss terms.
         asymmetry: the paper's ``alpha`` (>= 0); 0 equalises gradient norms.
-        learning_rate: step size of the weight update (> 0).
+        learning_rate: step size of the weight update (> 0); ``None``: 1e-3 for ``"adam"``,
+            0.025 for ``"sgd"``.
         shared_variable: index into the per-term gradient lists of the shared variable ``W``.
-        min_weight: floor for a weight after the descent step (> 0).
+        min_weight: floor for a weight after the step (> 0).
+        eps: guard in the divisions.
+        update: ``"adam"`` or ``"sgd"`` (see above).
     """
 
     needs_gradients = True
+    UPDATES = ("adam", "sgd")
+    #: Default learning rates: Adam's (the ReLoBRaLo authors' code: the network's, 1e-3) and
+    #: pinnlib 0.2.0's for plain gradient descent.
+    LEARNING_RATES = {"adam": 1e-3, "sgd": 0.025}
+    #: Keras' Adam defaults, which the ReLoBRaLo authors' code used.
+    ADAM = {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}
 
     def __init__(
         self,
         num_terms: int,
         asymmetry: float = 1.5,
-        learning_rate: float = 0.025,
+        learning_rate: float | None = None,
         shared_variable: int = -2,
         min_weight: float = 1e-3,
         eps: float = 1e-12,
         dtype: str = "float32",
         name: str | None = None,
+        update: str = "adam",
     ):
         super().__init__(num_terms, dtype=dtype, name=name)
+        if update not in self.UPDATES:
+            raise ValueError(f"update must be one of {self.UPDATES}, got {update!r}")
+        self.update_rule = update
         self.asymmetry = _check_range("asymmetry", asymmetry, 0.0, 100.0)
+        if learning_rate is None:
+            learning_rate = self.LEARNING_RATES[update]
         self.learning_rate = _check_positive("learning_rate", learning_rate)
         self.shared_variable = _check_int("shared_variable", shared_variable, -(10**6))
         self.min_weight = _check_positive("min_weight", min_weight)
         self.eps = _check_range("eps", eps, 0.0, 1.0)
-        self.initial_losses = tf.Variable(
-            tf.ones([self.num_terms], self.dtype), trainable=False, name="L0"
-        )
+        n = self.num_terms
+        self.initial_losses = tf.Variable(tf.ones([n], self.dtype), trainable=False, name="L0")
+        self.floor_hits = tf.Variable(tf.zeros([n], tf.int64), trainable=False, name="floor_hits")
+        self.adam_m = tf.Variable(tf.zeros([n], self.dtype), trainable=False, name="adam_m")
+        self.adam_v = tf.Variable(tf.zeros([n], self.dtype), trainable=False, name="adam_v")
+
+    def get_config(self) -> dict:
+        # ``update`` is kept as ``update_rule`` (``update`` is the balancer's method).
+        return {
+            "num_terms": self.num_terms,
+            "asymmetry": self.asymmetry,
+            "learning_rate": self.learning_rate,
+            "shared_variable": self.shared_variable,
+            "min_weight": self.min_weight,
+            "eps": self.eps,
+            "dtype": self.dtype.name,
+            "name": self.name,
+            "update": self.update_rule,
+        }
 
     def _gradients_read(self, grads):
         """Only the shared variable's gradients enter the update, so only they are checked."""
@@ -641,13 +782,175 @@ class GradNorm(Balancer):
         ratio = losses / (initial + self.eps)
         r = ratio / (tf.reduce_mean(ratio) + self.eps)
         target = tf.reduce_mean(big_g) * r**self.asymmetry
-        w = w - self.learning_rate * tf.sign(big_g - target) * g
+        gradient = tf.sign(big_g - target) * g  # d L_grad / d w_i, the target held constant
+        if self.update_rule == "sgd":
+            w = w - self.learning_rate * gradient
+        else:
+            w = w - self._adam_step(gradient)
+        self.floor_hits.assign_add(tf.cast(w < self.min_weight, tf.int64))
         w = tf.maximum(w, self.min_weight)
         return n * w / tf.reduce_sum(w)
 
+    def _adam_step(self, gradient: tf.Tensor) -> tf.Tensor:
+        """Keras' Adam update of the weights for this gradient (moments stored)."""
+        b1, b2 = self.ADAM["beta_1"], self.ADAM["beta_2"]
+        t = tf.cast(self.step + 1, self.dtype)
+        m = self.adam_m + (gradient - self.adam_m) * (1 - b1)
+        v = self.adam_v + (tf.square(gradient) - self.adam_v) * (1 - b2)
+        self.adam_m.assign(m)
+        self.adam_v.assign(v)
+        rate = self.learning_rate * tf.sqrt(1 - b2**t) / (1 - b1**t)
+        return rate * m / (tf.sqrt(v) + self.ADAM["epsilon"])
+
     def reset(self) -> None:
         super().reset()
-        self.initial_losses.assign(tf.ones([self.num_terms], self.dtype))
+        n = self.num_terms
+        self.initial_losses.assign(tf.ones([n], self.dtype))
+        self.floor_hits.assign(tf.zeros([n], tf.int64))
+        self.adam_m.assign(tf.zeros([n], self.dtype))
+        self.adam_v.assign(tf.zeros([n], self.dtype))
 
     def __repr__(self) -> str:
-        return f"GradNorm(num_terms={self.num_terms}, asymmetry={self.asymmetry})"
+        return (
+            f"GradNorm(num_terms={self.num_terms}, asymmetry={self.asymmetry}, "
+            f"update={self.update_rule!r}, learning_rate={self.learning_rate})"
+        )
+
+
+class GlobalGradNorm(Balancer):
+    """Global gradient-norm weighting (Wang, Sankaran, Wang & Perdikaris 2023, "An expert's
+    guide to training physics-informed neural networks", arXiv:2308.08468).
+
+    Every ``update_every`` steps (at steps 0, f, 2f, ..., from that step's gradients, before
+    they are applied)::
+
+        lhat_i = sum_j ||grad L_j|| / ||grad L_i||      (L2 norms over all parameters)
+        lambda <- momentum * lambda + (1 - momentum) * lhat
+
+    with ``momentum = 0.9`` and ``f = 1000`` there; the weights start at one, so the first
+    update gives ``0.9 + 0.1 * lhat``. Every term's weighted gradient ``lambda_i grad L_i`` then
+    has (up to the moving average) the same norm. The forms:
+
+    * ``"paper"`` (default): the sum over terms, as the guide writes it (its eq. for
+      ``lhat``).
+    * ``"jaxpi"``: the mean over terms, as the authors' JAX code computes it
+      (``compute_weights`` in ``jaxpi/models.py`` of PredictiveIntelligenceLab/jaxpi): every
+      weight is the paper's divided by ``n``, which only rescales the total (and so the
+      effective learning rate). Their code updates after the optimiser's step, from the
+      updated network on the same batch, at steps 0, 1000, 2000, ...; here from the step's own
+      gradients before they are applied.
+
+    Unlike Chen et al.'s :class:`GradNorm`, nothing is trained: the weights are read off the
+    gradient norms, of every parameter (not one shared layer), with no target rates and no
+    asymmetry. Rescaling one term by ``c`` rescales its gradient norm and so its ``lhat``
+    (by ``1/c``), so the weights are *not* unchanged by a change of one term's units; rescaling
+    *all* terms by one ``c`` leaves every ``lhat`` unchanged. The chapter "Balancing schemes"
+    introduces it.
+
+    Args:
+        num_terms: number of loss terms.
+        momentum: weight of the old value in the moving average, in [0, 1).
+        update_every: update period in steps (>= 1).
+        form: ``"paper"`` (sum) or ``"jaxpi"`` (mean).
+        eps: guard in the division.
+    """
+
+    needs_gradients = True
+    FORMS = ("paper", "jaxpi")
+
+    def __init__(
+        self,
+        num_terms: int,
+        momentum: float = 0.9,
+        update_every: int = 1000,
+        form: str = "paper",
+        eps: float = 1e-12,
+        dtype: str = "float32",
+        name: str | None = None,
+    ):
+        super().__init__(num_terms, dtype=dtype, name=name)
+        self.momentum = _check_range("momentum", momentum, 0.0, 1.0)
+        if self.momentum == 1.0:
+            raise ValueError("momentum must be in [0, 1), got 1.0 (the weights would never move)")
+        self.update_every = _check_int("update_every", update_every, 1)
+        if form not in self.FORMS:
+            raise ValueError(f"form must be one of {self.FORMS}, got {form!r}")
+        self.form = form
+        self.eps = _check_range("eps", eps, 0.0, 1.0)
+
+    def _weights(self, losses, grads):
+        norms = []
+        for term in grads:
+            parts = [tf.reshape(tf.cast(g, self.dtype), [-1]) for g in term if g is not None]
+            if not parts:
+                raise ValueError("a loss term has no gradient with respect to any variable")
+            norms.append(tf.norm(tf.concat(parts, axis=0)))
+        norms = tf.stack(norms)
+        scale = tf.reduce_sum(norms) if self.form == "paper" else tf.reduce_mean(norms)
+        lhat = scale / (norms + self.eps)
+        moved = self.momentum * self.lambdas + (1 - self.momentum) * lhat
+        due = tf.equal(self.step % self.update_every, 0)
+        return tf.where(due, moved, self.lambdas)
+
+    def __repr__(self) -> str:
+        return (
+            f"GlobalGradNorm(num_terms={self.num_terms}, momentum={self.momentum}, "
+            f"every={self.update_every}, form={self.form!r})"
+        )
+
+
+class HomoscedasticUncertainty(Balancer):
+    """Homoscedastic uncertainty weighting (Kendall, Gal & Cipolla 2018, arXiv:1705.07115), in
+    PhysicsNeMo-Sym's form (its ``HomoscedasticUncertainty`` aggregator)::
+
+        L = sum_i exp(-s_i) * L_i + s_i,      s_i = log sigma_i^2 trainable, initialised 0
+
+    This is twice Kendall et al.'s ``L_i / (2 sigma_i^2) + log sigma_i`` (the 1/2 factors vary
+    between papers; this form has none). The reported weights are ``lambda_i = exp(-s_i)``. For
+    fixed ``L_i`` the optimum is ``s_i* = log L_i`` (then ``lambda_i L_i = 1``): each term is
+    divided by an estimate of its own size.
+
+    Unlike the other balancers, the weights are trained by gradient, with the network: the
+    ``s_i`` are ``tf.Variable``\\ s with ``trainable=True`` (:attr:`log_variances`, listed by
+    ``trainable_variables``), and :meth:`total` is differentiable in them. pinnlib's training
+    step adds them to the variables it differentiates and applies with the run's optimizer
+    (``d total / d s_i = 1 - exp(-s_i) L_i``); :meth:`update` only reads the weights and counts
+    the step. This holds for :func:`pinnlib.train`, :func:`pinnlib.train_together` (stacked or
+    not) and :class:`pinnlib.PINNModel`'s ``fit``; under a ``tf.distribute`` strategy it is
+    refused (``NotImplementedError``: the replicas' summed gradients would scale ``s``'s step),
+    and an optimizer built before the run is refused (it would not know ``s``). A loop of your
+    own must do the same: ``b(losses)`` returns the total whose gradient reaches ``s``. The
+    chapter "Balancing schemes" introduces it.
+
+    Args:
+        num_terms: number of loss terms.
+    """
+
+    def __init__(self, num_terms: int, dtype: str = "float32", name: str | None = None):
+        super().__init__(num_terms, dtype=dtype, name=name)
+        self.log_variances = tf.Variable(
+            tf.zeros([self.num_terms], self.dtype), trainable=True, name="log_variances"
+        )
+
+    def __call__(self, losses: Sequence[tf.Tensor], grads=None, *, check: bool = True) -> tf.Tensor:
+        """Count the step, store ``lambda = exp(-s)`` and return :meth:`total` (NaN where a
+        non-finite input was refused under XLA, as for every balancer)."""
+        stacked = self._stack(losses)
+        lambdas = self.update(stacked, grads, check=check)
+        total = self.total(stacked)
+        nan = tf.constant(float("nan"), total.dtype)
+        return tf.where(tf.reduce_all(tf.math.is_finite(lambdas)), total, nan)
+
+    def total(self, losses) -> tf.Tensor:
+        """``sum_i exp(-s_i) L_i + s_i``, differentiable in the losses and in ``s``; changes
+        nothing."""
+        stacked = self._stack(losses)
+        s = tf.cast(self.log_variances, stacked.dtype)
+        return tf.reduce_sum(tf.exp(-s) * stacked + s)
+
+    def _weights(self, losses, grads):
+        return tf.exp(-tf.identity(self.log_variances))
+
+    def reset(self) -> None:
+        super().reset()
+        self.log_variances.assign(tf.zeros([self.num_terms], self.dtype))

@@ -189,6 +189,7 @@ def _build(spec: dict):
     )
     options = {k: v for k, v in spec["balancer"].items() if k != "balancer"}
     kind = spec["balancer"]["balancer"]
+    options = first_edition_options(kind, options)
     if kind == "Fixed":
         balancer = pinnlib.Fixed(options.pop("weights"))
     else:
@@ -212,6 +213,28 @@ def learning_rate_of(value):
     if name not in known:
         raise ValueError(f"learning_rate schedule must be one of {known}, got {name!r}")
     return getattr(keras.optimizers.schedules, name)(**options)
+
+
+#: Constructor defaults of pinnlib 0.2.0 that changed since, by balancer: the stored first
+#: edition of the study (``results/study``, pinnlib 0.2.0) names its methods' arguments against
+#: those defaults, so a method that does not name the argument gets the old value and builds
+#: what ran. LRAnnealing's default became the published Algorithm 2.1 (0.2.0's ``weighted=True``;
+#: the arm ``lra`` ran ``weighted=False``); GradNorm's became the paper's Adam-trained weights
+#: (the arm ``gradnorm`` ran plain gradient descent, ``update="sgd"``). A new study names
+#: ``form`` / ``update`` explicitly.
+FIRST_EDITION_DEFAULTS = {
+    "LRAnnealing": ({"weighted", "form"}, {"weighted": False}),
+    "GradNorm": ({"update"}, {"update": "sgd"}),
+}
+
+
+def first_edition_options(kind: str, options: dict) -> dict:
+    """``options`` with pinnlib 0.2.0's default filled in where the method leaves it unnamed
+    (see :data:`FIRST_EDITION_DEFAULTS`)."""
+    keys, old = FIRST_EDITION_DEFAULTS.get(kind, (set(), {}))
+    if keys & set(options):
+        return dict(options)
+    return {**old, **options}
 
 
 def provenance(spec: dict, history, seconds: float) -> dict:

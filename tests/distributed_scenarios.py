@@ -33,7 +33,9 @@ BALANCERS = {
     # Bernoulli draws differed would show it at once.
     "relobralo": lambda: pinnlib.ReLoBRaLo(2, rho=0.5, seed=3),
     "lra": lambda: pinnlib.LRAnnealing(2, update_every=5),
-    "gradnorm": lambda: pinnlib.GradNorm(2),
+    # pinnlib 0.2.0's plain-descent form: its weights move far enough in these few steps for the
+    # comparisons to mean something (the Adam form moves ~1e-3 per step).
+    "gradnorm": lambda: pinnlib.GradNorm(2, update="sgd"),
 }
 
 

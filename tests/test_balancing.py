@@ -24,7 +24,16 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 import pinnlib.balancing as balancing
-from pinnlib import Fixed, GradNorm, LRAnnealing, ReLoBRaLo, SoftAdapt, Sum
+from pinnlib import (
+    Fixed,
+    GlobalGradNorm,
+    GradNorm,
+    HomoscedasticUncertainty,
+    LRAnnealing,
+    ReLoBRaLo,
+    SoftAdapt,
+    Sum,
+)
 
 EPS = 1e-7
 
@@ -83,7 +92,9 @@ def np_softadapt(sequence, temperature, eps=EPS):
     return np.array(out)
 
 
-def np_lr_annealing(grad_sequence, residual, a, every, eps=1e-12):
+def np_lr_annealing(grad_sequence, residual, a, every, eps=1e-12, weighted=False):
+    """Max and mean over all parameters; ``weighted``: the published Algorithm 2.1's
+    ``lambda_i * grad L_i`` in the denominator, else the unweighted ``grad L_i``."""
     n = len(grad_sequence[0])
     lam = np.ones(n)
     out = []
@@ -91,7 +102,8 @@ def np_lr_annealing(grad_sequence, residual, a, every, eps=1e-12):
         flat = [np.concatenate([np.abs(np.ravel(g)) for g in term]) for term in grads]
         if step % every == 0:
             top = flat[residual].max()
-            lhat = np.array([top / (f.mean() + eps) for f in flat])
+            scale = lam if weighted else np.ones(n)
+            lhat = np.array([top / (f.mean() * c + eps) for f, c in zip(flat, scale)])
             lhat[residual] = 1.0
             lam = (1 - a) * lam + a * lhat
         out.append(lam.copy())
@@ -242,14 +254,16 @@ def test_softadapt_matches_numpy(temperature):
 
 
 # -- LRAnnealing -------------------------------------------------------------------------------
+@pytest.mark.parametrize("form", ["published", "unweighted"])
 @pytest.mark.parametrize("residual,every,dtype", [(0, 3, "float32"), (1, 1, "float64")])
-def test_lr_annealing_matches_numpy(residual, every, dtype):
+def test_lr_annealing_matches_numpy(residual, every, dtype, form):
     rng = np.random.default_rng(residual + every)
     n, steps = 3, 8
     grad_seq = [synthetic_grads(rng, n, dtype=tf.as_dtype(dtype)) for _ in range(steps)]
-    b = LRAnnealing(n, residual_index=residual, a=0.1, update_every=every, dtype=dtype)
+    b = LRAnnealing(n, residual_index=residual, a=0.1, update_every=every, dtype=dtype, form=form)
     got = np.array([b.update(tf.ones([n]), grads).numpy() for grads in grad_seq], dtype=np.float64)
-    want = np_lr_annealing([to_numpy(g) for g in grad_seq], residual, 0.1, every)
+    weighted = form == "published"
+    want = np_lr_annealing([to_numpy(g) for g in grad_seq], residual, 0.1, every, weighted=weighted)
     rtol = 1e-5 if dtype == "float32" else 1e-10
     np.testing.assert_allclose(got, want, rtol=rtol)
     np.testing.assert_allclose(got[:, residual], 1.0, rtol=rtol)  # the residual keeps weight one
@@ -267,7 +281,7 @@ def test_lr_annealing_uses_mean_over_all_parameters():
         [tf.constant([[3.0, -1.0], [0.5, 0.5]]), tf.constant([2.0])],
         [tf.constant([[1.0, -1.0], [1.0, 1.0]]), tf.constant([-10.0])],
     ]
-    b = LRAnnealing(2, a=0.1, update_every=10, dtype="float64")
+    b = LRAnnealing(2, a=0.1, update_every=10, dtype="float64", form="unweighted")
     lam = b.update([1.0, 1.0], grads).numpy()
     np.testing.assert_allclose(lam, [1.0, 0.9 + 0.1 * 3.0 / (14.0 / 5.0)], rtol=1e-6)
 
@@ -288,6 +302,7 @@ def test_gradnorm_matches_numpy(asym, lr, min_weight):
         shared_variable=0,
         min_weight=min_weight,
         dtype="float64",
+        update="sgd",  # pinnlib 0.2.0's form; the Adam form: tests/test_balancers_new.py
     )
     got = np.array([b.update(tf.constant(L), g).numpy() for L, g in zip(loss_seq, grad_seq)])
     want = np_gradnorm(loss_seq, [to_numpy(g) for g in grad_seq], asym, lr, 0, min_weight)
@@ -300,7 +315,13 @@ def test_gradnorm_floor_holds_a_weight_that_would_go_negative():
     # Term 0 has a big gradient norm and G_0 above the target, so a large step drives w_0 < 0.
     grads = [[tf.constant([30.0, 40.0], tf.float64)], [tf.constant([0.3, 0.4], tf.float64)]]
     b = GradNorm(
-        2, asymmetry=0.0, learning_rate=1.0, shared_variable=0, min_weight=0.01, dtype="float64"
+        2,
+        asymmetry=0.0,
+        learning_rate=1.0,
+        shared_variable=0,
+        min_weight=0.01,
+        dtype="float64",
+        update="sgd",
     )
     lam = b.update(tf.constant([1.0, 1.0], tf.float64), grads).numpy()
     # g = (50, 0.5); G = g; target = mean(G) = 25.25; w = (1 - 50, 1 + 0.5) -> (0.01, 1.5).
@@ -342,10 +363,21 @@ def make_balancer(kind, n, seed=0, dtype="float32"):
         "ReLoBRaLo": lambda: ReLoBRaLo(n, rho=0.5, seed=seed, dtype=dtype),
         "LRAnnealing": lambda: LRAnnealing(n, update_every=2, dtype=dtype),
         "GradNorm": lambda: GradNorm(n, learning_rate=0.5, shared_variable=0, dtype=dtype),
+        "GlobalGradNorm": lambda: GlobalGradNorm(n, update_every=2, dtype=dtype),
+        "HomoscedasticUncertainty": lambda: HomoscedasticUncertainty(n, dtype=dtype),
     }[kind]()
 
 
-KINDS = ["Sum", "Fixed", "SoftAdapt", "ReLoBRaLo", "LRAnnealing", "GradNorm"]
+KINDS = [
+    "Sum",
+    "Fixed",
+    "SoftAdapt",
+    "ReLoBRaLo",
+    "LRAnnealing",
+    "GradNorm",
+    "GlobalGradNorm",
+    "HomoscedasticUncertainty",
+]
 
 
 def run_sequence(b, sequence, seed=0):
@@ -472,7 +504,10 @@ def test_non_numeric_hyperparameter_is_a_type_error(value):
         ReLoBRaLo(2, alpha=value)
 
 
-@pytest.mark.parametrize("cls", [Sum, SoftAdapt, ReLoBRaLo, LRAnnealing, GradNorm])
+@pytest.mark.parametrize(
+    "cls",
+    [Sum, SoftAdapt, ReLoBRaLo, LRAnnealing, GradNorm, GlobalGradNorm, HomoscedasticUncertainty],
+)
 @pytest.mark.parametrize(
     "num_terms,error",
     [(0, ValueError), (-2, ValueError), (2.5, TypeError), ("2", TypeError), (True, TypeError)],
@@ -587,7 +622,13 @@ def test_checkpoint_round_trip_restores_generator(tmp_path):
         (Fixed([1.0, 3.0]), ["lambdas", "step"]),
         (SoftAdapt(2, temperature=0.5), ["lambdas", "previous_losses", "step"]),
         (LRAnnealing(2, a=0.2, update_every=3, weighted=True), ["lambdas", "step"]),
-        (GradNorm(2, asymmetry=0.5), ["initial_losses", "lambdas", "step"]),
+        (
+            GradNorm(2, asymmetry=0.5),
+            ["adam_m", "adam_v", "floor_hits", "initial_losses", "lambdas", "step"],
+        ),
+        (LRAnnealing(2, form="authors_code"), ["lambdas", "step"]),
+        (GlobalGradNorm(2, momentum=0.5, form="jaxpi"), ["lambdas", "step"]),
+        (HomoscedasticUncertainty(2), ["lambdas", "log_variances", "step"]),
         (
             ReLoBRaLo(2, alpha=0.5, rho=0.25, seed=4, dtype="float64"),
             ["generator.state", "initial_losses", "lambdas", "previous_losses", "step"],

@@ -18,9 +18,27 @@ import tensorflow as tf
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pinnlib import Fixed, GradNorm, LRAnnealing, ReLoBRaLo, SoftAdapt, Sum
+from pinnlib import (
+    Fixed,
+    GlobalGradNorm,
+    GradNorm,
+    HomoscedasticUncertainty,
+    LRAnnealing,
+    ReLoBRaLo,
+    SoftAdapt,
+    Sum,
+)
 
-KINDS = ["Sum", "Fixed", "SoftAdapt", "ReLoBRaLo", "LRAnnealing", "GradNorm"]
+KINDS = [
+    "Sum",
+    "Fixed",
+    "SoftAdapt",
+    "ReLoBRaLo",
+    "LRAnnealing",
+    "GradNorm",
+    "GlobalGradNorm",
+    "HomoscedasticUncertainty",
+]
 BAD = [float("nan"), float("inf"), float("-inf")]
 BAD_TEXT = {"nan": "nan", "inf": "inf", "-inf": "-inf"}
 
@@ -35,6 +53,8 @@ def make(kind, n, dtype="float32"):
         "ReLoBRaLo": lambda: ReLoBRaLo(n, alpha=0.9, temperature=0.5, rho=0.5, seed=3, dtype=dtype),
         "LRAnnealing": lambda: LRAnnealing(n, update_every=2, dtype=dtype),
         "GradNorm": lambda: GradNorm(n, learning_rate=0.5, shared_variable=0, dtype=dtype),
+        "GlobalGradNorm": lambda: GlobalGradNorm(n, update_every=2, dtype=dtype),
+        "HomoscedasticUncertainty": lambda: HomoscedasticUncertainty(n, dtype=dtype),
     }[kind]()
 
 
@@ -105,7 +125,7 @@ def test_eager_refuses_non_finite_loss_and_keeps_state(kind, data):
         assert state(b) == state(twin)
 
 
-@pytest.mark.parametrize("kind", ["LRAnnealing", "GradNorm"])
+@pytest.mark.parametrize("kind", ["LRAnnealing", "GradNorm", "GlobalGradNorm"])
 @given(data=st.data())
 def test_eager_refuses_non_finite_gradient_and_keeps_state(kind, data):
     n = data.draw(st.integers(1, 3), label="n")
@@ -210,7 +230,7 @@ def test_compiled_refuses_non_finite_loss_and_keeps_state(kind, jit_compile):
 
 
 @pytest.mark.parametrize("jit_compile", [False, True], ids=["tf.function", "xla"])
-@pytest.mark.parametrize("kind", ["LRAnnealing", "GradNorm"])
+@pytest.mark.parametrize("kind", ["LRAnnealing", "GradNorm", "GlobalGradNorm"])
 def test_compiled_refuses_non_finite_gradient_and_keeps_state(kind, jit_compile):
     n = 2
     rng = np.random.default_rng(5)

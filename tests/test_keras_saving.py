@@ -187,8 +187,23 @@ def test_backup_and_restore_continues_an_interrupted_fit(tmp_path, uninterrupted
         lambda: LRAnnealing(2, update_every=2),
         lambda: GradNorm(2),
         lambda: ReLoBRaLo(2, seed=3, rho=0.5),
+        lambda: LRAnnealing(2, update_every=2, form="authors_code"),
+        lambda: GradNorm(2, update="sgd"),
+        lambda: pinnlib.GlobalGradNorm(2, update_every=2),
+        lambda: pinnlib.HomoscedasticUncertainty(2),
     ],
-    ids=["Sum", "Fixed", "SoftAdapt", "LRAnnealing", "GradNorm", "ReLoBRaLo"],
+    ids=[
+        "Sum",
+        "Fixed",
+        "SoftAdapt",
+        "LRAnnealing",
+        "GradNorm",
+        "ReLoBRaLo",
+        "LRAnnealing-authors_code",
+        "GradNorm-sgd",
+        "GlobalGradNorm",
+        "HomoscedasticUncertainty",
+    ],
 )
 def test_every_balancer_round_trips(tmp_path, balancer):
     first = make(0, balancer())

@@ -229,6 +229,14 @@ class MirroredRuns(RunLayout):
         self.strategy = check_strategy(strategy)
         _refuse_xla(jit_compile)
         self.replicas = strategy.num_replicas_in_sync
+        if run.balancer.trainable_variables:
+            raise NotImplementedError(
+                f"{type(run.balancer).__name__} trains variables of its own with the run's "
+                "optimizer; under a tf.distribute strategy every replica would add the same "
+                "gradient of them (it comes from the all-reduced losses), so the optimizer's sum "
+                "over replicas would scale their step by the number of replicas. Train it on "
+                "one device (strategy=None)"
+            )
         check_created_in_scope(
             strategy, model=run.model, optimizer=run.optimizer, balancer=run.balancer
         )

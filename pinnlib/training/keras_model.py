@@ -50,7 +50,7 @@ from ..balancing import Balancer
 from ..nn import model_dtype
 from ..pdes.base import PDE
 from ..validation import check_int
-from .runs import check_run
+from .runs import check_run, refuse_built_optimizer
 from .step import NonFiniteLossError, balanced_step
 
 __all__ = ["PINNModel"]
@@ -65,6 +65,8 @@ _REGISTERED = (
     balancing.ReLoBRaLo,
     balancing.LRAnnealing,
     balancing.GradNorm,
+    balancing.GlobalGradNorm,
+    balancing.HomoscedasticUncertainty,
     pdes.Poisson1D,
     pdes.Helmholtz,
     pdes.Kirchhoff,
@@ -214,7 +216,14 @@ class PINNModel(keras.Model):
         step, so that a model saved or loaded before ``fit`` includes it."""
         super().compile(*args, **kwargs)
         if not self.optimizer.built:
-            self.optimizer.build(self.network.trainable_variables)
+            self.optimizer.build(self._trained_variables())
+        elif self.balancer.trainable_variables:
+            refuse_built_optimizer(self.balancer)
+
+    def _trained_variables(self) -> list:
+        """What the optimizer is built for: the network's trainable variables and, after them,
+        the balancer's (``HomoscedasticUncertainty``'s log-variances, which the step adds)."""
+        return list(self.network.trainable_variables) + list(self.balancer.trainable_variables)
 
     def compile_from_config(self, config: dict) -> None:
         """How ``keras.models.load_model`` compiles the model again (Keras asks a model that
@@ -227,7 +236,7 @@ class PINNModel(keras.Model):
     def train_step(self, data):
         variables = self.network.trainable_variables
         if not self.optimizer.built:
-            self.optimizer.build(variables)
+            self.optimizer.build(self._trained_variables())
         dtype = tf.as_dtype(model_dtype(self.network))
         points = self.pde.sample(self.n_interior, self.n_boundary, self.sampler, dtype)
         was_halted = tf.identity(self.halted)

@@ -35,7 +35,15 @@ from ..validation import check_bool, check_choice, check_instance, check_int
 from .history import History
 from .step import balanced_step
 
-__all__ = ["Run", "RunLayout", "SeparateRuns", "StackedRuns", "check_jit_compile", "check_run"]
+__all__ = [
+    "Run",
+    "RunLayout",
+    "SeparateRuns",
+    "StackedRuns",
+    "check_jit_compile",
+    "check_run",
+    "refuse_built_optimizer",
+]
 
 
 def check_jit_compile(jit_compile) -> bool:
@@ -73,6 +81,15 @@ def check_run(model, pde, balancer, n_interior, n_boundary, derivative_mode) -> 
     return balancer
 
 
+def refuse_built_optimizer(balancer: Balancer) -> None:
+    """A ValueError: an optimizer built already cannot take a balancer's trainable variables."""
+    raise ValueError(
+        f"{type(balancer).__name__} has trainable variables that the run's optimizer trains "
+        "with the model, but the optimizer given was built already (for other variables); "
+        "pass an optimizer that is not built yet"
+    )
+
+
 class Run:
     """The state of one training run.
 
@@ -101,8 +118,11 @@ class Run:
         balancer = check_run(model, pde, balancer, n_interior, n_boundary, derivative_mode)
         if optimizer is not None:
             check_instance("optimizer", optimizer, keras.optimizers.Optimizer, "a Keras optimizer")
+            own = list(balancer.trainable_variables)  # trained with the model (see step.py)
             if not optimizer.built:  # its state must exist before the compiled step runs
-                optimizer.build(model.trainable_variables)
+                optimizer.build(model.trainable_variables + own)
+            elif own:
+                refuse_built_optimizer(balancer)
         self.model, self.pde, self.balancer, self.optimizer = model, pde, balancer, optimizer
         self.n_interior, self.n_boundary = int(n_interior), int(n_boundary)
         self.derivative_mode = derivative_mode
@@ -254,7 +274,12 @@ class StackedRuns(RunLayout):
         self.net = StackedMLP([run.model for run in self.runs])
         self.variables = self.net.trainable_variables
         self.optimizer = optimizer
-        self.optimizer.build(self.variables)
+        # Balancers trained by gradient (one set of variables per run) share the stack's
+        # optimizer, which acts elementwise: the same as one optimizer per run.
+        own = [v for run in self.runs for v in run.balancer.trainable_variables]
+        if own and self.optimizer.built:
+            refuse_built_optimizer(self.runs[0].balancer)
+        self.optimizer.build(self.variables + own)
         shared = tf.Variable(0, dtype=tf.int64, trainable=False, name="stack_step")
         for run in self.runs:  # every run advances one step per stacked step
             run.step = shared

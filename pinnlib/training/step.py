@@ -13,6 +13,10 @@ Every way pinnlib trains goes through :func:`balanced_step`: a single run
                         ▼      when the balancer needs those)
     optimizer.apply, step counter + 1
 
+A balancer with trainable variables (:class:`~pinnlib.balancing.HomoscedasticUncertainty`'s
+log-variances) has them differentiated through its ``total`` at the step's losses and applied
+with the same optimizer, in the same ``apply``; for every other balancer nothing changes.
+
 In the compiled step only the balancer update and ``optimizer.apply`` sit in the guard's
 branches; the gradient is computed either way (with zero weights on a skipped step, and then
 discarded). With the backward pass inside a branch, the step took 5-10 % more wall time and
@@ -142,6 +146,24 @@ def _weights(balancers: Sequence[Balancer], losses: tf.Tensor, per_term) -> tf.T
     return tf.stack(rows)
 
 
+def _balancer_gradients(balancers: Sequence[Balancer], losses: tf.Tensor):
+    """``(variables, gradients)`` of the balancers' trainable variables (e.g. the log-variances
+    of :class:`~pinnlib.balancing.HomoscedasticUncertainty`): the gradient of each balancer's
+    ``total`` at this step's losses, held constant. Empty lists for balancers without any."""
+    variables, grads = [], []
+    rows = [losses] if losses.shape.rank == 1 else tf.unstack(losses)
+    for balancer, row in zip(balancers, rows):
+        own = list(balancer.trainable_variables)
+        if not own:
+            continue
+        with tf.GradientTape() as tape:
+            total = balancer.total(tf.stop_gradient(row))
+        found = tape.gradient(total, own)
+        grads += [tf.zeros_like(v) if g is None else g for g, v in zip(found, own)]
+        variables += own
+    return variables, grads
+
+
 def balanced_step(
     loss_terms: Callable[[], Sequence[tf.Tensor]],
     variables: Sequence[tf.Variable],
@@ -158,7 +180,8 @@ def balanced_step(
         loss_terms: returns the loss terms, one tensor per term name: scalars for one run, or
             ``(S,)`` vectors for ``S`` stacked runs, where run ``s`` depends only on slice ``s``
             (leading axis) of every variable.
-        variables: the trainable variables (the optimizer must already be built for them).
+        variables: the trainable variables (the optimizer must already be built for them and
+            for the balancers' ``trainable_variables``, which the step adds to them).
         balancers: one balancer per run.
         optimizer: applies the weighted gradients.
         halted: a boolean variable; a non-finite loss sets it and, while it is set, the step
@@ -202,8 +225,14 @@ def balanced_step(
     else:  # one backward pass of sum_i lambda_i L_i, lambda held constant
         grads = tape.gradient(losses, variables, output_gradients=used)
 
+    # Balancers trained by gradient: their variables join the model's, with the run's optimizer.
+    extra, extra_grads = _balancer_gradients(balancers, losses)
+
     def apply():
-        optimizer.apply(grads, variables)
+        if extra:
+            optimizer.apply(list(grads) + extra_grads, list(variables) + extra)
+        else:
+            optimizer.apply(grads, variables)
         counter.assign_add(1)
         return tf.constant(True)
 
