@@ -131,8 +131,9 @@ def plan(config: dict, problems=None, methods=None, seeds=None) -> list[Run]:
         for seed in config["seeds"]:
             if seeds and seed not in seeds:
                 continue
-            for method in config["methods"]:
-                if not methods or method in methods:
+            for method, options in config["methods"].items():
+                only = options.get("problems")  # a method may run on some problems only
+                if (not methods or method in methods) and (not only or problem in only):
                     runs.append(Run(problem, method, seed))
     return runs
 
@@ -147,16 +148,19 @@ def _spec(config: dict, run: Run, weights=None) -> dict:
     method = {"balancer": "Fixed"} if run.tuning else dict(config["methods"][run.method])
     if method["balancer"] == "Fixed":
         method["weights"] = list(run.weights if run.tuning else weights)
+    # A problem may name its own network, a method its own learning rate (or schedule).
+    default_network = config.get("network", {"layers": 4, "width": 50, "activation": "tanh"})
+    network = problem.pop("network", default_network)
+    learning_rate = method.pop("learning_rate", config.get("learning_rate", 1e-3))
+    method.pop("problems", None)  # where the method runs, not how
     return {
         "problem": run.problem,
         "method": run.method,
         "seed": run.seed,
         "pde": problem,
         "balancer": method,
-        "network": problem.pop(
-            "network", config.get("network", {"layers": 4, "width": 50, "activation": "tanh"})
-        ),
-        "learning_rate": config.get("learning_rate", 1e-3),
+        "network": network,
+        "learning_rate": learning_rate,
         "steps": steps,
         "eval_every": problem.get("eval_every", max(steps // 20, 1)),
         "eval_points": problem.get("eval_points", 128),

@@ -66,3 +66,43 @@ def test_standardise_refuses_bad_statistics(arg, match):
 def test_standardise_and_input_range_are_exclusive():
     with pytest.raises(ValueError, match="not both"):
         pinnlib.mlp(2, 1, 4, input_range=([0, 0], [1, 1]), input_standardize=([0, 0], [1, 1]))
+
+
+def test_a_method_may_name_its_own_learning_rate_and_a_problem_its_network():
+    from pinnlib import study
+
+    config = {
+        "network": {"layers": 4, "width": 50},
+        "learning_rate": {
+            "schedule": "ExponentialDecay",
+            "initial_learning_rate": 1e-3,
+            "decay_steps": 1000,
+            "decay_rate": 0.9,
+        },
+        "seeds": [0],
+        "budget": "full",
+        "problems": {
+            "h": {
+                "pde": "Helmholtz",
+                "steps": 10,
+                "n_interior": 8,
+                "n_boundary": 8,
+                "network": {"layers": 3, "width": 50},
+            }
+        },
+        "methods": {
+            "decayed": {"balancer": "Sum"},
+            "constant": {"balancer": "Sum", "learning_rate": 0.001},
+        },
+    }
+    runs = study.plan(config)
+    assert [r.method for r in runs] == ["decayed", "constant"]  # "elsewhere" runs on not-h only
+    decayed, constant = (study._spec(config, r) for r in runs)
+    assert decayed["learning_rate"]["schedule"] == "ExponentialDecay"
+    assert constant["learning_rate"] == 0.001 and "learning_rate" not in constant["balancer"]
+    assert decayed["network"] == {"layers": 3, "width": 50} and "network" not in decayed["pde"]
+    assert study.learning_rate_of(0.001) == 0.001
+    schedule = study.learning_rate_of(decayed["learning_rate"])
+    np.testing.assert_allclose(float(schedule(2500)), 1e-3 * 0.9**2.5, rtol=1e-6)
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        study.learning_rate_of({"schedule": "Warmup"})
