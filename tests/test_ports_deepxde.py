@@ -1,7 +1,7 @@
 """The DeepXDE callback (pinnlib.ports.deepxde_balancing) on a tiny Helmholtz set-up.
 
-DeepXDE runs its PyTorch backend here (the module sets DDE_BACKEND=pytorch before DeepXDE is
-imported; nothing else in the suite imports DeepXDE). DeepXDE and PyTorch are part of the
+DeepXDE runs its PyTorch backend here (DDE_BACKEND=pytorch is set before DeepXDE is imported;
+nothing else in the suite imports DeepXDE). DeepXDE and PyTorch are part of the
 ``test`` extra: if either is missing, the import fails this file (it is not skipped).
 
 * Fixed weights through the callback train exactly like DeepXDE's own ``loss_weights``.
@@ -11,13 +11,18 @@ imported; nothing else in the suite imports DeepXDE). DeepXDE and PyTorch are pa
 
 from __future__ import annotations
 
-import deepxde as dde  # noqa: E402, I001
+import os
+
+# DeepXDE picks its backend when it is first imported (nothing else in the suite imports it).
+os.environ["DDE_BACKEND"] = "pytorch"
+
+import deepxde as dde  # noqa: E402
 import golden_balancers as golden  # noqa: E402
-import numpy as np
-import pytest
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from pinnlib.ports import deepxde_balancing as db  # sets DDE_BACKEND first
+from pinnlib.ports import deepxde_balancing as db  # noqa: E402
 from pinnlib.ports import torch_balancing as tb  # noqa: E402
 
 K0 = 2 * np.pi
