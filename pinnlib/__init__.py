@@ -17,7 +17,17 @@ from ._quiet import import_tensorflow_quietly as _import_tensorflow_quietly
 _import_tensorflow_quietly()
 
 from . import stats  # noqa: E402  (pinnlib.stats.tail_error etc. without a second import)
-from .balancing import Balancer, Fixed, GradNorm, LRAnnealing, ReLoBRaLo, SoftAdapt, Sum  # noqa: E402
+from .balancing import (  # noqa: E402
+    Balancer,
+    ConFIG,
+    Fixed,
+    GradNorm,
+    LRAnnealing,
+    NTKWeights,
+    ReLoBRaLo,
+    SoftAdapt,
+    Sum,
+)
 from .budget import budget, budget_name  # noqa: E402
 from .constraints import BoxDistance, HardBC  # noqa: E402
 from .derivatives import (  # noqa: E402
@@ -51,6 +61,8 @@ __all__ = [
     "ReLoBRaLo",
     "LRAnnealing",
     "GradNorm",
+    "ConFIG",
+    "NTKWeights",
     "budget",
     "budget_name",
     "BoxDistance",

@@ -34,6 +34,7 @@ BALANCERS = {
     "relobralo": lambda: pinnlib.ReLoBRaLo(2, rho=0.5, seed=3),
     "lra": lambda: pinnlib.LRAnnealing(2, update_every=5),
     "gradnorm": lambda: pinnlib.GradNorm(2),
+    "config": lambda: pinnlib.ConFIG(2),
 }
 
 

@@ -42,7 +42,7 @@ from ..balancing import Balancer
 from ..nn import model_dtype
 from ..pdes.base import PDE
 from ..validation import check_int
-from .runs import check_run
+from .runs import check_run, residual_terms
 from .step import NonFiniteLossError, balanced_step
 
 __all__ = ["PINNModel"]
@@ -57,6 +57,8 @@ _REGISTERED = (
     balancing.ReLoBRaLo,
     balancing.LRAnnealing,
     balancing.GradNorm,
+    balancing.ConFIG,
+    balancing.NTKWeights,
     pdes.Poisson1D,
     pdes.Helmholtz,
     pdes.Kirchhoff,
@@ -231,6 +233,9 @@ class PINNModel(keras.Model):
             self.halted,
             self.applied_steps,
             names=self.pde.term_names,
+            residuals=residual_terms(
+                self.pde, self.network, points, self.balancer, self.derivative_mode
+            ),
         )
         first_failure = tf.logical_and(self.halted, tf.logical_not(was_halted))
         wide = tf.cast(losses, tf.float64)
