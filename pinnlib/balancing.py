@@ -11,8 +11,14 @@ balancer here shares one small base, :class:`Balancer`:
   metric; :meth:`Balancer.state_variables` names them all (what :class:`pinnlib.PINNModel`
   writes into Keras' ``.weights.h5`` and ``.keras`` files), and :meth:`Balancer.get_config` /
   :meth:`Balancer.from_config` rebuild a balancer from its constructor arguments;
-* balancers that need per-term gradients (:class:`LRAnnealing`, :class:`GradNorm`) say so with
-  ``needs_gradients = True``; the training step then passes ``grads=[grads of L_1, ...]``.
+* balancers that need per-term gradients (:class:`LRAnnealing`, :class:`GradNorm`,
+  :class:`ConFIG`) say so with ``needs_gradients = True``; the training step then passes
+  ``grads=[grads of L_1, ...]``;
+* ``returns_direction = True`` (:class:`ConFIG`): the balancer defines the update direction
+  itself (:meth:`ConFIG.direction`); its recorded weights are that direction's coefficients in
+  the per-term gradients, so ``sum_i lambda_i grad L_i`` is the direction;
+* ``needs_residuals = True`` (:class:`NTKWeights`): ``update`` also takes ``residuals=`` (a
+  function returning each term's per-point residuals) and ``variables=``.
 
 Non-finite inputs are refused, never absorbed: one NaN loss fed to ReLoBRaLo would otherwise
 turn its weights (and, through ``lambda(t-1)``, every later weight) into NaN for good. Before
@@ -46,6 +52,10 @@ References:
     Wang, Teng & Perdikaris (2021), Understanding and mitigating gradient flow pathologies in
     physics-informed neural networks, arXiv:2001.04536 (learning-rate annealing).
     Chen et al. (2018), GradNorm, arXiv:1711.02257.
+    Liu, Chu & Thuerey (2024), ConFIG: towards conflict-free training of physics informed
+    neural networks, arXiv:2408.11104.
+    Wang, Yu & Perdikaris (2022), When and why PINNs fail to train: a neural tangent kernel
+    perspective, J. Comput. Phys. 449, 110768, arXiv:2007.14527 (NTK weights).
 """
 
 from __future__ import annotations
@@ -720,8 +730,8 @@ class ConFIG(Balancer):
         g_c = (sum_i g_i . e) e,    e = g_u / |g_u|
 
     (the authors' default ``ProjectionLength`` with ``EqualWeight``; their code solves
-    ``U x = 1`` by least squares, the same minimum-norm solution). The paper applies ``g_c``
-    with Adam. Their momentum variant, M-ConFIG, computes one term's gradient per step (in
+    ``U x = 1`` by least squares, the same minimum-norm solution). pinnlib hands ``g_c`` to the
+    run's optimizer (Adam by default). Their momentum variant, M-ConFIG, computes one term's gradient per step (in
     turns), keeps a moving average of each, and applies ConFIG to the averages; it is not
     implemented here.
 
@@ -765,9 +775,10 @@ class ConFIG(Balancer):
         """
         w = self.update(losses, grads, check=check)
         flat = tf.linalg.matvec(_flat_rows(grads), tf.cast(w, tf.float64), transpose_a=True)
-        sizes = [int(np.prod(g.shape)) for g in grads[0]]
-        parts = tf.split(flat, sizes)
-        return [tf.cast(tf.reshape(p, g.shape), g.dtype) for p, g in zip(parts, grads[0])]
+        # Each variable's shape and dtype from a term that has its gradient (None: no gradient).
+        like = [next(t[j] for t in grads if t[j] is not None) for j in range(len(grads[0]))]
+        parts = tf.split(flat, [int(np.prod(g.shape)) for g in like])
+        return [tf.cast(tf.reshape(p, g.shape), g.dtype) for p, g in zip(parts, like)]
 
     def reset(self) -> None:
         super().reset()

@@ -411,3 +411,14 @@ def test_ntk_under_tf_distribute_is_refused_saying_why():
         model, b = pinnlib.mlp(2, 2, 8, seed=0), NTKWeights(2)
     with pytest.raises(ValueError, match="NTKWeights cannot train under a tf.distribute"):
         pinnlib.Trainer(model, pinnlib.Helmholtz(), b, strategy=strategy, jit_compile=False)
+
+
+def test_config_missing_gradient_counts_as_zeros():
+    rng = np.random.default_rng(8)
+    G = gradients(rng, 2)
+    grads = as_grads(G)
+    grads[0][1] = None  # term 0 does not depend on the second variable
+    G[0, 20:] = 0.0
+    direction = ConFIG(2, dtype="float64").direction([1.0, 1.0], grads)
+    assert [d.shape for d in direction] == [(4, 5), (40,)]
+    np.testing.assert_allclose(flat(direction), np_config(G), rtol=1e-9)

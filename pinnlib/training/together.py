@@ -162,8 +162,9 @@ def train_together(
     if stacked and residual_balancers:
         raise ValueError(
             f"stacked runs cannot use {residual_balancers[0]}: it takes per-point Jacobians of "
-            "one run's residuals with respect to that run's own weights, which a stacked network "
-            "shares with the other runs; pass stacked=False (grouped runs) or leave it None"
+            "one run's residuals with respect to that run's own weights, and a stacked network "
+            "holds every run's weights in the same variables (per-run Jacobians of a stack are "
+            "not implemented); pass stacked=False (grouped runs) or leave it None"
         )
     if stacked is None:
         stacked = (
