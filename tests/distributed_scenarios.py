@@ -36,6 +36,7 @@ BALANCERS = {
     # pinnlib 0.2.0's plain-descent form: its weights move far enough in these few steps for the
     # comparisons to mean something (the Adam form moves ~1e-3 per step).
     "gradnorm": lambda: pinnlib.GradNorm(2, update="sgd"),
+    "config": lambda: pinnlib.ConFIG(2),
 }
 
 

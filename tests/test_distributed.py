@@ -78,7 +78,7 @@ def workers(tmp_path_factory) -> list[dict]:
     return [_load(p, folder / f"{i}.npz") for i, p in enumerate(processes)]
 
 
-@pytest.mark.parametrize("balancer", ["sum", "relobralo", "lra", "gradnorm"])
+@pytest.mark.parametrize("balancer", ["sum", "relobralo", "lra", "gradnorm", "config"])
 def test_two_replicas_train_as_one_device_with_all_points(stored, balancer):
     assert int(stored["replicas"]) == 2
     one, two = (f"{balancer}/{k}" for k in ("one", "two"))
@@ -102,7 +102,7 @@ def test_the_weights_really_move(stored):
     assert jumps.max() > 10 * np.median(jumps)
 
 
-@pytest.mark.parametrize("balancer", ["sum", "relobralo", "lra", "gradnorm"])
+@pytest.mark.parametrize("balancer", ["sum", "relobralo", "lra", "gradnorm", "config"])
 def test_every_replica_holds_the_same_state(stored, balancer):
     """Network, optimizer, balancer (ReLoBRaLo's generator too), sampler and step counter."""
     copies = stored[f"{balancer}/two/copies"]

@@ -201,6 +201,17 @@ def _check_shares(run: Run, replicas: int) -> None:
         )
 
 
+def _refuse_residual_balancer(balancer) -> None:
+    """A balancer that reads per-point residuals (:class:`~pinnlib.NTKWeights`) is refused."""
+    if balancer is not None and balancer.needs_residuals:
+        raise ValueError(
+            f"{type(balancer).__name__} cannot train under a tf.distribute strategy: it takes "
+            "per-point Jacobians of the residuals inside its update, which runs once across "
+            "replicas (merge_call), where no replica's points and forward pass are at hand; "
+            "train it on one device (strategy=None)"
+        )
+
+
 def _refuse_xla(jit_compile) -> None:
     if check_jit_compile(jit_compile):
         raise ValueError(
@@ -227,6 +238,7 @@ class MirroredRuns(RunLayout):
 
     def __init__(self, run: Run, strategy: tf.distribute.Strategy, jit_compile: bool):
         self.strategy = check_strategy(strategy)
+        _refuse_residual_balancer(run.balancer)
         _refuse_xla(jit_compile)
         self.replicas = strategy.num_replicas_in_sync
         if run.balancer.trainable_variables:
@@ -288,6 +300,7 @@ def one_run_layout(
     if strategy is None:
         return SeparateRuns([make_run()], jit_compile)
     check_strategy(strategy)
+    _refuse_residual_balancer((given or {}).get("balancer"))
     _refuse_xla(jit_compile)
     check_created_in_scope(strategy, **(given or {}))
     with strategy.scope():

@@ -28,7 +28,9 @@ class History:
         term_names: names of the loss terms, in column order.
         step: index of each recorded training step.
         losses: ``(steps, terms)`` loss terms, as evaluated at that step (before its update).
-        lambdas: ``(steps, terms)`` weights the balancer used at that step.
+        lambdas: ``(steps, terms)`` weights the balancer used at that step (for
+            :class:`~pinnlib.ConFIG`, the coefficients ``w_i`` of its update
+            ``g_c = sum_i w_i grad L_i``: the weights that step applied).
         total: weighted total loss per step.
         eval_step: steps at which the error was measured (0 = before training).
         rel_l2: relative L2 error against the exact/reference solution on the grid.

@@ -50,7 +50,7 @@ from ..balancing import Balancer
 from ..nn import model_dtype
 from ..pdes.base import PDE
 from ..validation import check_int
-from .runs import check_run, refuse_built_optimizer
+from .runs import check_run, refuse_built_optimizer, residual_terms
 from .step import NonFiniteLossError, balanced_step
 
 __all__ = ["PINNModel"]
@@ -67,6 +67,8 @@ _REGISTERED = (
     balancing.GradNorm,
     balancing.GlobalGradNorm,
     balancing.HomoscedasticUncertainty,
+    balancing.ConFIG,
+    balancing.NTKWeights,
     pdes.Poisson1D,
     pdes.Helmholtz,
     pdes.Kirchhoff,
@@ -248,6 +250,9 @@ class PINNModel(keras.Model):
             self.halted,
             self.applied_steps,
             names=self.pde.term_names,
+            residuals=residual_terms(
+                self.pde, self.network, points, self.balancer, self.derivative_mode
+            ),
         )
         first_failure = tf.logical_and(self.halted, tf.logical_not(was_halted))
         wide = tf.cast(losses, tf.float64)

@@ -195,6 +195,34 @@ class RunLayout:
         raise NotImplementedError
 
 
+def kernel_points(points: dict[str, tf.Tensor], count: int) -> dict[str, tf.Tensor]:
+    """At most ``count`` evenly spaced rows of every point set (the points on which
+    :class:`~pinnlib.NTKWeights` takes its per-point Jacobians). The step's points are a fresh
+    uniform sample, so any fixed rows are a uniform subsample; evenly spaced rows of a set made
+    of several edges one after another take points from every edge."""
+    out = {}
+    for name, p in points.items():
+        rows = p.shape[-2]
+        if rows <= count:
+            out[name] = p
+        else:
+            out[name] = tf.gather(p, [k * rows // count for k in range(count)], axis=-2)
+    return out
+
+
+def residual_terms(pde: PDE, model, points: dict[str, tf.Tensor], balancer: Balancer, mode: str):
+    """For a balancer with ``needs_residuals``: a function giving each term's per-point
+    residuals on :func:`kernel_points` of this step's points (``None`` for other balancers)."""
+    if not balancer.needs_residuals:
+        return None
+
+    def residuals():
+        res = pde.residuals(model, kernel_points(points, balancer.points), mode=mode)
+        return [res[name] for name in pde.term_names]
+
+    return residuals
+
+
 def _one_run(run: Run, halted: tf.Variable) -> tuple[tf.Tensor, tf.Tensor]:
     points = run.sample()
     return balanced_step(
@@ -205,6 +233,7 @@ def _one_run(run: Run, halted: tf.Variable) -> tuple[tf.Tensor, tf.Tensor]:
         halted,
         run.step,
         names=run.pde.term_names,
+        residuals=residual_terms(run.pde, run.model, points, run.balancer, run.derivative_mode),
     )
 
 

@@ -132,13 +132,17 @@ def _scaled(weight: tf.Tensor, grad: tf.Tensor) -> tf.Tensor:
     return tf.reshape(weight, [-1] + [1] * (grad.shape.rank - 1)) * grad
 
 
-def _weights(balancers: Sequence[Balancer], losses: tf.Tensor, per_term) -> tf.Tensor:
-    """This step's weights, shaped like ``losses``: one balancer per run."""
+def _weights(
+    balancers: Sequence[Balancer], losses: tf.Tensor, per_term, kernel: dict | None = None
+) -> tf.Tensor:
+    """This step's weights, shaped like ``losses``: one balancer per run. ``kernel``: the
+    ``residuals`` and ``variables`` a balancer with ``needs_residuals`` reads."""
     if losses.shape.rank == 1:  # one run
         (balancer,) = balancers
         grads = per_term if balancer.needs_gradients else None
+        extra = kernel if balancer.needs_residuals else {}
         # check=False: the guard has already seen that every loss is finite.
-        return tf.cast(balancer.update(losses, grads, check=False), losses.dtype)
+        return tf.cast(balancer.update(losses, grads, check=False, **extra), losses.dtype)
     rows = []
     for s, balancer in enumerate(balancers):  # run s owns slice s of every gradient
         grads = [[g[s] for g in term] for term in per_term] if balancer.needs_gradients else None
@@ -173,6 +177,7 @@ def balanced_step(
     counter: tf.Variable,
     names: Sequence[str] | None = None,
     sync=None,
+    residuals: Callable[[], Sequence[tf.Tensor]] | None = None,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """One guarded, balanced gradient step; call it inside a ``tf.function``.
 
@@ -192,12 +197,27 @@ def balanced_step(
             :class:`~pinnlib.training.distributed.CrossReplicaSync`, whose ``cond`` replaces
             ``tf.cond`` and whose ``weights`` runs the balancer update once from the
             all-reduced losses and per-term gradients.
+        residuals: for a balancer with ``needs_residuals`` (:class:`~pinnlib.NTKWeights`), a
+            function returning each term's per-point residuals on (a subset of) this step's
+            points; the balancer calls it, inside its own ``tf.cond``, only when it updates.
+            A balancer with ``returns_direction`` (:class:`~pinnlib.ConFIG`) needs no more:
+            its recorded weights are the coefficients of its direction in the per-term
+            gradients, so the weighted sum below *is* the direction it returns.
 
     Returns:
         ``(losses, lambdas)``: shape ``(terms,)`` for one run, ``(S, terms)`` for a stack;
         ``lambdas`` is NaN where the step was skipped.
     """
     needs = any(b.needs_gradients for b in balancers)
+    kernel = None
+    if any(b.needs_residuals for b in balancers):
+        if residuals is None or len(balancers) > 1 or sync is not None:
+            name = next(type(b).__name__ for b in balancers if b.needs_residuals)
+            raise ValueError(
+                f"{name} needs the per-point residuals of the step (needs_residuals), which "
+                "this step is not given: only a single run on one device passes them"
+            )
+        kernel = {"residuals": residuals, "variables": variables}
     with tf.GradientTape(persistent=needs) as tape:
         terms = _loss_terms(loss_terms, names)
         losses = tf.stack(terms, axis=-1)
@@ -207,7 +227,7 @@ def balanced_step(
 
     def weigh():
         if sync is None:
-            return _weights(balancers, losses, per_term)
+            return _weights(balancers, losses, per_term, kernel)
         return sync.weights(lambda v, g: _weights(balancers, v, g), losses, per_term)
 
     def skip():

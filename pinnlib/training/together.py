@@ -168,9 +168,20 @@ def train_together(
     check_jit_compile(o["jit_compile"])
     factory, made = _optimizer_factory(optimizer, o["learning_rate"]), []
     first = _fresh(factory, made)
+    residual_balancers = [
+        type(b).__name__ for b in balancers if b is not None and b.needs_residuals
+    ]
+    if stacked and residual_balancers:
+        raise ValueError(
+            f"stacked runs cannot use {residual_balancers[0]}: it takes per-point Jacobians of "
+            "one run's residuals with respect to that run's own weights, and a stacked network "
+            "holds every run's weights in the same variables (per-run Jacobians of a stack are "
+            "not implemented); pass stacked=False (grouped runs) or leave it None"
+        )
     if stacked is None:
         stacked = (
-            o["derivative_mode"] != "tape"
+            not residual_balancers
+            and o["derivative_mode"] != "tape"
             and pde.supports_stacking
             and stackable(models)
             and StackedRuns.accepts(first)
