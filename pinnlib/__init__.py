@@ -19,12 +19,12 @@ _import_tensorflow_quietly()
 from . import stats  # noqa: E402  (pinnlib.stats.tail_error etc. without a second import)
 from .balancing import (  # noqa: E402
     Balancer,
+    ConFIG,
     Fixed,
     GlobalGradNorm,
     GradNorm,
     HomoscedasticUncertainty,
     LRAnnealing,
-    ConFIG,
     NTKWeights,
     ReLoBRaLo,
     SoftAdapt,
