@@ -437,13 +437,13 @@ def write_manifest(config: dict, out: str | Path) -> dict:
     return manifest
 
 
-def find_results() -> Path | None:
-    """The stored study's folder, or None: ``$PINNLIB_STUDY``, then ``results/study`` next to the
-    current folder or above it (a chapter runs from ``book/``), then a clone ``relobralo-book/``
-    in the current folder (Colab)."""
-    candidates = [Path(p) for p in [os.environ.get("PINNLIB_STUDY")] if p]
-    candidates += [Path("results/study"), Path("../results/study")]
-    candidates += [Path("relobralo-book/results/study"), DEFAULT_OUT]
+def find_results(name: str = "study") -> Path | None:
+    """A stored results folder ``results/<name>``, or None: for the study ``$PINNLIB_STUDY``
+    first, then ``results/<name>`` next to the current folder or above it (a chapter runs from
+    ``book/``), then a clone ``relobralo-book/`` in the current folder (Colab)."""
+    candidates = [Path(p) for p in [os.environ.get("PINNLIB_STUDY")] if p and name == "study"]
+    candidates += [Path("results") / name, Path("../results") / name]
+    candidates += [Path("relobralo-book/results") / name, ROOT / "results" / name]
     return next((p for p in candidates if (p / "manifest.json").exists()), None)
 
 

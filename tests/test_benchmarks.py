@@ -69,3 +69,31 @@ def test_point_scaling_refuses_too_few_points_by_name():
     proc = _run("point_scaling.py", "--points", "4", "512")
     assert proc.returncode == 2
     assert "--points must all be at least 8" in proc.stderr
+
+
+def test_balancer_cost_covers_every_balancer_and_runs():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import balancer_cost
+    finally:
+        sys.path.remove(str(BENCH))
+    import pinnlib.balancing
+
+    names = balancer_cost.balancers(2)
+    built = {type(make()).__name__ for make in names.values()}
+    public = set(pinnlib.balancing.__all__) - {"Balancer"}
+    assert public <= built, f"not in the cost table: {sorted(public - built)}"
+    proc = _run(
+        "balancer_cost.py",
+        *("--only", "ConFIG", "--points", "8", "--steps", "1", "--rounds", "1"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [ln for ln in proc.stdout.splitlines() if ln.startswith(("Sum ", "ConFIG "))]
+    assert len(rows) == 4  # Sum and ConFIG, CPU and wall clock
+
+
+def test_balancer_cost_refuses_bad_input_by_name():
+    proc = _run("balancer_cost.py", "--only", "Nope")
+    assert proc.returncode == 2 and "unknown balancer(s) ['Nope']" in proc.stderr
+    proc = _run("balancer_cost.py", "--points", "2")
+    assert proc.returncode == 2 and "--points at least 4" in proc.stderr
