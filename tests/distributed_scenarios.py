@@ -173,6 +173,13 @@ def mirrored(path: str) -> None:
         args.update(changes)
         return pinnlib.Trainer(**args)
 
+    # The natural call, with jit_compile left at its default ("auto"), trains under the strategy.
+    model, bal = build("sum", strategy)
+    history = pinnlib.train(model, pinnlib.Helmholtz(), bal, steps=3, strategy=strategy,
+                            progress=False, eval_points=16, **POINTS)  # fmt: skip
+    out["default/steps"] = int(history.info["steps"])
+    out["default/finite"] = bool(np.all(np.isfinite(history.losses)))
+
     failure(out, "odd", lambda: trainer_with(n_interior=63))
     failure(out, "xla", lambda: trainer_with(jit_compile=True))
     failure(out, "model", lambda: trainer_with(model=build("sum")[0]))

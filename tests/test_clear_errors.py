@@ -81,25 +81,47 @@ def test_float32_and_float64_networks_train_together_as_alone():
         np.testing.assert_allclose(b.lambdas, a.lambdas, rtol=1e-5)
 
 
-# -- a model without an Input -------------------------------------------------------------------
+# -- a model without an Input, a subclassed model ---------------------------------------------
 def unbuilt():
     return keras.Sequential([keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(1)])
 
 
-NOT_BUILT = r"not built yet.*keras\.Input\(\(1,\)\).*model\.build\(\(None, 1\)\)"
+class Wrapped(keras.Model):
+    """A user's own subclassed model around a built pinnlib.mlp (Keras calls it unbuilt)."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = pinnlib.mlp(1, 1, 8, seed=0)
+
+    def call(self, x):
+        return 2.0 * self.inner(x)
 
 
-def test_a_model_without_input_is_refused_with_the_remedy():
+class Empty(keras.Model):
+    def call(self, x):
+        return x
+
+
+def test_unbuilt_and_subclassed_models_are_built_on_the_pde_shape_and_train():
     pde = Poisson1D()
-    with pytest.raises(ValueError, match=NOT_BUILT):
-        pinnlib.train(unbuilt(), pde, steps=1, **QUIET)
-    with pytest.raises(ValueError, match=NOT_BUILT):
-        pinnlib.train_together([unbuilt()], pde, steps=1, **QUIET)
-    with pytest.raises(ValueError, match=NOT_BUILT):
-        pinnlib.PINNModel(unbuilt(), pde)
-    model = unbuilt()
-    model.build((None, 1))  # the remedy the message gives
-    assert len(pinnlib.train(model, pde, steps=2, **QUIET).step) == 2
+    for make in (unbuilt, Wrapped):
+        model = make()
+        assert not model.built
+        history = pinnlib.train(model, pde, steps=2, **QUIET)
+        assert len(history.step) == 2 and np.all(np.isfinite(history.losses))
+        # the weights that trained are the model's own (the first call built them)
+        assert model.built and len(model.trainable_variables) >= 2
+        hs = pinnlib.train_together([make(), make()], pde, steps=2, **QUIET)
+        assert all(len(h.step) == 2 for h in hs)
+        keras_model = pinnlib.PINNModel(make(), pde, n_interior=16, n_boundary=2)
+        keras_model.compile(optimizer="adam", jit_compile=False)
+        keras_model.fit(epochs=1, steps_per_epoch=2, verbose=0)
+        assert keras_model.network.built
+
+
+def test_a_model_with_no_weights_after_a_first_call_is_refused():
+    with pytest.raises(ValueError, match=r"no weights to train even after a first call"):
+        pinnlib.train(Empty(), Poisson1D(), steps=1, **QUIET)
 
 
 # -- float counts ---------------------------------------------------------------------------------

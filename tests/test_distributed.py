@@ -161,6 +161,11 @@ def test_bad_input_is_refused_by_name(stored, case, kind, words):
     assert re.search(words, str(stored[f"{case}/message"]))
 
 
+def test_default_arguments_train_under_a_strategy(stored):
+    # jit_compile="auto" (the default) picks no XLA under a strategy instead of raising.
+    assert int(stored["default/steps"]) == 3 and bool(stored["default/finite"])
+
+
 def test_strategy_must_be_a_mirrored_strategy(tiny):
     pde = pinnlib.Helmholtz()
     with pytest.raises(TypeError, match="strategy must be a tf.distribute.MirroredStrategy"):

@@ -289,14 +289,17 @@ class MirroredRuns(RunLayout):
 
 def one_run_layout(
     make_run: Callable[[], Run],
-    jit_compile: bool,
+    jit_compile: bool | str,
     strategy: tf.distribute.Strategy | None,
     given: dict | None = None,
 ) -> RunLayout:
     """The layout of one run: :class:`~pinnlib.training.runs.SeparateRuns` on one device, or
     :class:`MirroredRuns` under ``strategy``, whose scope ``make_run`` is called in (so that
     the state the run creates itself is mirrored). ``given``: the caller's model, optimizer
-    and balancer by name, checked before anything is built from them."""
+    and balancer by name, checked before anything is built from them. ``jit_compile="auto"``
+    is ``True`` on one device and ``False`` under a strategy."""
+    if jit_compile == "auto":  # XLA on one device; not under a strategy (see "No XLA")
+        jit_compile = strategy is None
     if strategy is None:
         return SeparateRuns([make_run()], jit_compile)
     check_strategy(strategy)

@@ -61,14 +61,18 @@ def check_run(model, pde, balancer, n_interior, n_boundary, derivative_mode) -> 
     check_instance("pde", pde, PDE, "a pinnlib PDE")
     pde.check_sizes(n_interior, n_boundary)
     check_instance("model", model, keras.Model, "a Keras model")
-    if not model.built:  # its weights would appear inside the compiled step, unknown to Adam
+    if not model.built:
+        # A subclassed model (or one whose layers are built lazily) gets its weights on its
+        # first call: call it once on the PDE's input shape, outside the compiled step, so
+        # that the optimizer knows every weight before training starts.
         d = pde.dims
-        raise ValueError(
-            f"the model {model.name!r} is not built yet, so it has no weights to train: give "
-            f"it an input, e.g. keras.Sequential([keras.Input(({d},)), ...]) (pinnlib.mlp "
-            f"does), or build it first with model.build((None, {d})) or by calling it once, "
-            f"model(tf.zeros([1, {d}]))"
-        )
+        model(tf.zeros([1, d], model_dtype(model)))
+        if not model.trainable_variables:
+            raise ValueError(
+                f"the model {model.name!r} has no weights to train even after a first call on "
+                f"points of shape (1, {d}): give it trainable layers, e.g. pinnlib.mlp({d}, "
+                "layers=4, width=50)"
+            )
     pde.check_model(model)
     balancer = Sum(pde.num_terms) if balancer is None else balancer
     check_instance("balancer", balancer, Balancer, "a pinnlib Balancer")

@@ -63,16 +63,18 @@ class Trainer:
             rate (a number, not a schedule) when the evaluated error stops improving, and may
             end the run (Bischof & Kraus); its state is checkpointed.
         seed: seed of the point-sampling generator (``None``: nondeterministic).
-        jit_compile: XLA-compile the step (default; faster on CPU and GPU, but compiling takes
-            seconds: notebooks pass ``pinnlib.budget(True, False)`` so that their smoke tests
-            skip it). ``False`` for debugging.
+        jit_compile: XLA-compile the step: ``True``, ``False`` or ``"auto"`` (default: ``True``
+            on one device, ``False`` under a ``strategy``, which XLA cannot compile). XLA is
+            faster on CPU and GPU, but compiling takes seconds: notebooks pass
+            ``pinnlib.budget(True, False)`` so that their smoke tests skip it. ``False`` for
+            debugging.
         derivative_mode: ``"auto"``, ``"forward"`` or ``"tape"`` (:mod:`pinnlib.derivatives`).
         chunk: steps between read-backs of the history (the progress bar's granularity).
         strategy: a ``tf.distribute`` strategy to train on several devices (``None``: one).
             Create the model, and the balancer and optimizer if given, inside
             ``strategy.scope()``; ``n_interior`` and ``n_boundary`` are then the points of the
-            whole step, split evenly over the replicas; ``jit_compile`` must be ``False``
-            (:mod:`pinnlib.training.distributed` says why).
+            whole step, split evenly over the replicas; ``jit_compile`` must be ``False`` or
+            ``"auto"`` (:mod:`pinnlib.training.distributed` says why).
 
     Attributes:
         model, pde, balancer, optimizer: as given (``balancer`` and ``optimizer`` filled in).
@@ -91,7 +93,7 @@ class Trainer:
         learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = 1e-3,
         optimizer: keras.optimizers.Optimizer | None = None,
         seed: int | None = None,
-        jit_compile: bool = True,
+        jit_compile: bool | str = "auto",
         derivative_mode: str = "auto",
         chunk: int = 100,
         strategy: tf.distribute.Strategy | None = None,
@@ -218,7 +220,7 @@ def train(
     eval_every: int | None = None,
     eval_points: int = 256,
     progress: bool = True,
-    jit_compile: bool = True,
+    jit_compile: bool | str = "auto",
     derivative_mode: str = "auto",
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int | None = None,
@@ -244,7 +246,8 @@ def train(
         eval_every: measure the error on the grid every this many steps (default steps/20).
         eval_points: grid points per axis for the error.
         progress: show a tqdm progress bar.
-        jit_compile: XLA-compile the training step (default ``True``; see :class:`Trainer`).
+        jit_compile: XLA-compile the training step (default ``"auto"``: on one device, not under
+            a strategy; see :class:`Trainer`).
         derivative_mode: ``"auto"``, ``"forward"`` or ``"tape"``.
         checkpoint_dir: save a checkpoint (and ``history.npz``, ``runs.json``) here and
             resume from it; a resume prints ``resumed from step N``.
