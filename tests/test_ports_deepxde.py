@@ -89,7 +89,7 @@ def test_lr_annealing_sees_the_step_gradients():
         [g.numpy() for g in term]
         for term in tb.per_term_gradients(terms, list(model.net.parameters()))
     ]
-    want = golden.lr_annealing([grads], residual=0, a=0.1, every=1, weighted=True)[0]
+    want = golden.lr_annealing([grads], residual=0, a=0.1, every=1, form="published")[0]
     callback = db.AdaptiveLossWeights(tb.LRAnnealing(2, update_every=100, weighted=True))
     model.train(iterations=3, display_every=3, verbose=0, callbacks=[callback])
     np.testing.assert_allclose(callback.history[0], want, rtol=1e-5)

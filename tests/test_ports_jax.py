@@ -8,6 +8,7 @@ lookbacks are replayed from the port's key: ``key, sub = split(key)``, ``uniform
 
 from __future__ import annotations
 
+import inspect
 import io
 
 import golden_balancers as golden
@@ -31,7 +32,7 @@ def run(balancer, losses, grads=None, state=None, jit=True):
     state = balancer.init() if state is None else state
     out = []
     for t, row in enumerate(losses):
-        step_grads = None if grads is None else [list(term) for term in grads[t]]
+        step_grads = None if grads is None else list(grads[t])  # one pytree per term
         weights, state = update(jnp.asarray(row), state, step_grads)
         out.append(np.asarray(weights, np.float64))
     return np.array(out), state
@@ -83,50 +84,122 @@ def test_scale_invariance(make):
     np.testing.assert_allclose(run(make(), scaled)[0], run(make(), golden.LOSSES)[0], rtol=1e-12)
 
 
-@pytest.mark.parametrize("case", golden.LR_ANNEALING_CASES)
+def defaults(factory) -> dict:
+    return {
+        name: p.default
+        for name, p in inspect.signature(factory).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+
+
+def test_defaults():
+    """The same defaults as the TensorFlow balancers (golden.DEFAULTS)."""
+    lra = defaults(jb.lr_annealing)
+    assert lra["form"] is None and lra["weighted"] is None  # None means "published":
+    np.testing.assert_array_equal(  # the default balancer is the published form's
+        run(jb.lr_annealing(3, dtype="float64"), golden.LOSSES, golden.gradients())[0],
+        golden.lr_annealing_golden(golden.gradients(), {}),
+    )
+    for name, value in golden.DEFAULTS["LRAnnealing"].items():
+        assert name == "form" or lra[name] == value, name
+    gradnorm = defaults(jb.gradnorm)
+    for name, value in golden.DEFAULTS["GradNorm"].items():
+        assert gradnorm[name] == value, name
+    assert gradnorm["learning_rate"] is None
+    assert jb.GRADNORM_LEARNING_RATES == golden.GRADNORM_LEARNING_RATES
+    assert jb.GRADNORM_ADAM == golden.ADAM
+    ggn = defaults(jb.global_grad_norm)
+    for name, value in golden.DEFAULTS["GlobalGradNorm"].items():
+        assert ggn[name] == value, name
+
+
+@pytest.mark.parametrize("case", golden.LR_ANNEALING_CASES + [{}], ids=str)
 def test_lr_annealing_golden(case):
     grads = golden.gradients()
     got, _ = run(jb.lr_annealing(golden.NUM_TERMS, **case, dtype="float64"), golden.LOSSES, grads)
     np.testing.assert_allclose(got, golden.lr_annealing_golden(grads, case), **F64)
 
 
-@pytest.mark.parametrize("case", golden.GRAD_NORM_WEIGHTING_CASES)
-def test_grad_norm_weighting_golden(case):
+def test_lr_annealing_weighted_maps_onto_forms():
     grads = golden.gradients()
-    balancer = jb.grad_norm_weighting(golden.NUM_TERMS, **case, dtype="float64")
-    want = golden.grad_norm_weighting(grads, case["a"], case["update_every"])
+    for weighted, form in [(True, "published"), (False, "unweighted")]:
+        got, _ = run(jb.lr_annealing(3, weighted=weighted, dtype="float64"), golden.LOSSES, grads)
+        want = golden.lr_annealing_golden(grads, {"form": form})
+        np.testing.assert_allclose(got, want, **F64)
+    with pytest.raises(ValueError, match="weighted=False means form='unweighted'"):
+        jb.lr_annealing(2, weighted=False, form="published")
+    with pytest.raises(ValueError, match="form must be one of"):
+        jb.lr_annealing(2, form="paper")
+    annealing = jb.lr_annealing(2, form="authors_code")
+    with pytest.raises(ValueError, match="ndim == 2"):  # no weight matrix to read
+        annealing.update(jnp.ones(2), annealing.init(), [[jnp.ones(2)], [jnp.ones(2)]])
+
+
+@pytest.mark.parametrize("case", golden.GLOBAL_GRAD_NORM_CASES + [{}], ids=str)
+def test_global_grad_norm_golden(case):
+    grads = golden.gradients()
+    balancer = jb.global_grad_norm(golden.NUM_TERMS, **case, dtype="float64")
+    want = golden.global_grad_norm_golden(grads, case)
     np.testing.assert_allclose(run(balancer, golden.LOSSES, grads)[0], want, **F64)
 
 
-def test_gradnorm_golden():
+@pytest.mark.parametrize("case", golden.GRADNORM_CASES + [{}, {"update": "sgd"}], ids=str)
+def test_gradnorm_golden(case):
     grads = golden.gradients()
-    balancer = jb.gradnorm(golden.NUM_TERMS, **golden.GRADNORM_CASE, dtype="float64")
-    want = golden.gradnorm_golden(golden.LOSSES, grads)
-    np.testing.assert_allclose(run(balancer, golden.LOSSES, grads)[0], want, **F64)
+    balancer = jb.gradnorm(golden.NUM_TERMS, **case, dtype="float64")
+    want, hits = golden.gradnorm_golden(golden.LOSSES, grads, case)
+    got, state = run(balancer, golden.LOSSES, grads)
+    np.testing.assert_allclose(got, want, **F64)
+    np.testing.assert_array_equal(np.asarray(state.floor_hits), hits)
 
 
 def test_gradients_as_pytrees():
-    """Per-term gradients given as dicts (a network's parameter tree) read as their leaves."""
+    """Per-term gradients given as nested dicts (a network's parameter tree) read as their
+    leaves, in tree_leaves order."""
     grads = golden.gradients()
-    as_trees = [[{"kernel": t[0], "bias": t[1]} for t in step] for step in grads]
-    # tree_leaves orders dict keys: bias, kernel. Shared leaf -1 is then the kernel.
-    case = {**golden.GRADNORM_CASE, "shared_variable": -1}
+    as_trees = [
+        [{"layer0": {"kernel": t[0], "bias": t[1]}, "layer1": {"kernel": t[2], "bias": t[3]}}
+         for t in step]
+        for step in grads
+    ]  # fmt: skip
+    # tree_leaves orders dict keys: layer0 bias, kernel, layer1 bias, kernel. Leaf -1 is then
+    # the last kernel, which is -2 in the list form.
+    case = {**golden.GRADNORM_CASES[0], "shared_variable": -1}
     balancer = jb.gradnorm(golden.NUM_TERMS, **case, dtype="float64")
-    update = jax.jit(balancer.update)
-    state, out = balancer.init(), []
-    for t, row in enumerate(golden.LOSSES):
-        weights, state = update(jnp.asarray(row), state, as_trees[t])
-        out.append(np.asarray(weights))
-    np.testing.assert_allclose(np.array(out), golden.gradnorm_golden(golden.LOSSES, grads), **F64)
+    got, _ = run(balancer, golden.LOSSES, as_trees)
+    want, _ = golden.gradnorm_golden(golden.LOSSES, grads, golden.GRADNORM_CASES[0])
+    np.testing.assert_allclose(got, want, **F64)
+    # authors_code finds the kernels by ndim wherever the tree puts them.
+    case = golden.LR_ANNEALING_CASES[3]
+    got, _ = run(
+        jb.lr_annealing(golden.NUM_TERMS, **case, dtype="float64"), golden.LOSSES, as_trees
+    )
+    np.testing.assert_allclose(got, golden.lr_annealing_golden(grads, case), **F64)
 
 
-def test_uncertainty_golden():
+@pytest.mark.parametrize("point", range(len(golden.UNCERTAINTY_POINTS)))
+def test_homoscedastic_uncertainty_total_and_gradients(point):
+    losses, s = golden.UNCERTAINTY_POINTS[point]
+    balancer = jb.homoscedastic_uncertainty(golden.NUM_TERMS, dtype="float64")
+    total, (ds, dL) = jax.value_and_grad(balancer.total, argnums=(0, 1))(
+        jnp.asarray(s, jnp.float64), jnp.asarray(losses)
+    )
+    want_total, want_ds, want_dL = golden.homoscedastic_uncertainty(losses, s)
+    np.testing.assert_allclose(float(total), want_total, **F64)
+    np.testing.assert_allclose(np.asarray(ds), want_ds, **F64)
+    np.testing.assert_allclose(np.asarray(dL), want_dL, **F64)
+    np.testing.assert_allclose(np.asarray(balancer.weights(jnp.asarray(s))), want_dL, **F64)
+
+
+def test_homoscedastic_uncertainty_trained_by_sgd():
     """exp(-s) L + s differentiated by jax.grad, plain gradient descent: the NumPy weights."""
-    s = jb.uncertainty_init(golden.NUM_TERMS, dtype="float64")
-    grad = jax.jit(jax.value_and_grad(jb.uncertainty_total))
+    balancer = jb.homoscedastic_uncertainty(golden.NUM_TERMS, dtype="float64")
+    s = balancer.init()
+    np.testing.assert_array_equal(np.asarray(s), np.zeros(golden.NUM_TERMS))
+    grad = jax.jit(jax.value_and_grad(balancer.total))
     weights, totals = [], []
     for row in golden.LOSSES:
-        weights.append(np.exp(-np.asarray(s)))
+        weights.append(np.asarray(balancer.weights(s)))
         total, ds = grad(s, jnp.asarray(row))
         totals.append(float(total))
         s = s - golden.UNCERTAINTY_LR * ds
@@ -140,12 +213,17 @@ def make_all():
         jb.relobralo(3, **golden.RELOBRALO, seed=5, dtype="float64"),
         jb.softadapt(3, dtype="float64"),
         jb.lr_annealing(3, update_every=3, dtype="float64"),
-        jb.grad_norm_weighting(3, update_every=2, dtype="float64"),
+        jb.lr_annealing(3, update_every=3, form="authors_code", dtype="float64"),
+        jb.global_grad_norm(3, update_every=2, form="jaxpi", dtype="float64"),
         jb.gradnorm(3, dtype="float64"),
+        jb.gradnorm(3, update="sgd", dtype="float64"),
     ]
 
 
-@pytest.mark.parametrize("index", range(5))
+ALL = range(len(make_all()))
+
+
+@pytest.mark.parametrize("index", ALL)
 def test_exact_resume_through_numpy(index):
     """The state saved with NumPy (np.savez of its leaves) and rebuilt continues bit for bit."""
     grads = golden.gradients()
@@ -166,7 +244,7 @@ def test_exact_resume_through_numpy(index):
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
-@pytest.mark.parametrize("index", range(5))
+@pytest.mark.parametrize("index", ALL)
 def test_non_finite_refused_state_unchanged(bad, index):
     """Under jit a non-finite loss (or gradient read) gives NaN weights and the old state."""
     grads = golden.gradients()
@@ -209,4 +287,12 @@ def test_bad_arguments_named():
     with pytest.raises(ValueError, match="needs per-term gradients"):
         annealing.update(jnp.ones(2), annealing.init())
     with pytest.raises(ValueError, match="update_every"):
-        jb.grad_norm_weighting(2, update_every=0)
+        jb.global_grad_norm(2, update_every=0)
+    with pytest.raises(ValueError, match="momentum"):
+        jb.global_grad_norm(2, momentum=1.0)
+    with pytest.raises(ValueError, match="form"):
+        jb.global_grad_norm(2, form="sum")
+    with pytest.raises(ValueError, match="update must be one of"):
+        jb.gradnorm(2, update="adamw")
+    with pytest.raises(ValueError, match="3 loss terms"):
+        jb.homoscedastic_uncertainty(3).total(jnp.zeros(3), jnp.ones(2))

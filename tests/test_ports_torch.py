@@ -74,37 +74,86 @@ def test_scale_invariance(make):
     np.testing.assert_allclose(run(make(), scaled), run(make(), golden.LOSSES), rtol=1e-12)
 
 
-@pytest.mark.parametrize("case", golden.LR_ANNEALING_CASES)
+def test_defaults():
+    """The same defaults as the TensorFlow balancers (golden.DEFAULTS)."""
+    lra = tb.LRAnnealing(golden.NUM_TERMS)
+    for name, value in golden.DEFAULTS["LRAnnealing"].items():
+        assert getattr(lra, name) == value, name
+    gradnorm = tb.GradNorm(golden.NUM_TERMS)
+    for name, value in golden.DEFAULTS["GradNorm"].items():
+        assert getattr(gradnorm, "update_rule" if name == "update" else name) == value, name
+    for update, rate in golden.GRADNORM_LEARNING_RATES.items():
+        assert tb.GradNorm(golden.NUM_TERMS, update=update).learning_rate == rate
+    assert tb.GradNorm.ADAM == golden.ADAM
+    ggn = tb.GlobalGradNorm(golden.NUM_TERMS)
+    for name, value in golden.DEFAULTS["GlobalGradNorm"].items():
+        assert getattr(ggn, name) == value, name
+
+
+@pytest.mark.parametrize("case", golden.LR_ANNEALING_CASES + [{}], ids=str)
 def test_lr_annealing_golden(case):
     grads = golden.gradients()
     got = run(tb.LRAnnealing(golden.NUM_TERMS, **case, dtype=torch.float64), golden.LOSSES, grads)
     np.testing.assert_allclose(got, golden.lr_annealing_golden(grads, case), **F64)
 
 
-@pytest.mark.parametrize("case", golden.GRAD_NORM_WEIGHTING_CASES)
-def test_grad_norm_weighting_golden(case):
+def test_lr_annealing_weighted_maps_onto_forms():
+    assert tb.LRAnnealing(2, weighted=True).form == "published"
+    assert tb.LRAnnealing(2, weighted=False).form == "unweighted"
+    with pytest.raises(ValueError, match="weighted=False means form='unweighted'"):
+        tb.LRAnnealing(2, weighted=False, form="published")
+    with pytest.raises(ValueError, match="form must be one of"):
+        tb.LRAnnealing(2, form="paper")
+    with pytest.raises(ValueError, match="ndim == 2"):  # no weight matrix to read
+        tb.LRAnnealing(2, form="authors_code").update(
+            torch.ones(2), [[torch.ones(2)], [torch.ones(2)]]
+        )
+
+
+@pytest.mark.parametrize("case", golden.GLOBAL_GRAD_NORM_CASES + [{}], ids=str)
+def test_global_grad_norm_golden(case):
     grads = golden.gradients()
-    balancer = tb.GradNormWeighting(golden.NUM_TERMS, **case, dtype=torch.float64)
-    want = golden.grad_norm_weighting(grads, case["a"], case["update_every"])
+    balancer = tb.GlobalGradNorm(golden.NUM_TERMS, **case, dtype=torch.float64)
+    want = golden.global_grad_norm_golden(grads, case)
     np.testing.assert_allclose(run(balancer, golden.LOSSES, grads), want, **F64)
 
 
-def test_gradnorm_golden():
+@pytest.mark.parametrize("case", golden.GRADNORM_CASES + [{}, {"update": "sgd"}], ids=str)
+def test_gradnorm_golden(case):
     grads = golden.gradients()
-    balancer = tb.GradNorm(golden.NUM_TERMS, **golden.GRADNORM_CASE, dtype=torch.float64)
-    want = golden.gradnorm_golden(golden.LOSSES, grads)
+    balancer = tb.GradNorm(golden.NUM_TERMS, **case, dtype=torch.float64)
+    want, hits = golden.gradnorm_golden(golden.LOSSES, grads, case)
     np.testing.assert_allclose(run(balancer, golden.LOSSES, grads), want, **F64)
+    np.testing.assert_array_equal(balancer.floor_hits.numpy(), hits)
 
 
-def test_uncertainty_golden():
+@pytest.mark.parametrize("point", range(len(golden.UNCERTAINTY_POINTS)))
+def test_homoscedastic_uncertainty_total_and_gradients(point):
+    losses, s = golden.UNCERTAINTY_POINTS[point]
+    module = tb.HomoscedasticUncertainty(golden.NUM_TERMS, dtype=torch.float64)
+    with torch.no_grad():
+        module.log_variances.copy_(torch.as_tensor(s, dtype=torch.float64))
+    L = torch.tensor(losses, dtype=torch.float64, requires_grad=True)
+    total = module(L)
+    total.backward()
+    want_total, want_ds, want_dL = golden.homoscedastic_uncertainty(losses, s)
+    np.testing.assert_allclose(total.item(), want_total, **F64)
+    np.testing.assert_allclose(module.log_variances.grad.numpy(), want_ds, **F64)
+    np.testing.assert_allclose(L.grad.numpy(), want_dL, **F64)
+    np.testing.assert_allclose(module.lambdas.numpy(), want_dL, **F64)
+    assert int(module.step) == 1
+    assert [name for name, _ in module.named_parameters()] == ["log_variances"]
+
+
+def test_homoscedastic_uncertainty_trained_by_sgd():
     """exp(-s) L + s trained by torch.optim.SGD gives the NumPy gradient-descent weights."""
-    module = tb.UncertaintyWeighting(golden.NUM_TERMS, dtype=torch.float64)
+    module = tb.HomoscedasticUncertainty(golden.NUM_TERMS, dtype=torch.float64)
     optimizer = torch.optim.SGD(module.parameters(), lr=golden.UNCERTAINTY_LR)
     weights, totals = [], []
     for row in golden.LOSSES:
-        weights.append(module.lambdas.numpy().copy())
         optimizer.zero_grad()
         total = module(torch.as_tensor(row))
+        weights.append(module.lambdas.numpy().copy())  # read before the step moves s
         total.backward()
         optimizer.step()
         totals.append(total.item())
@@ -118,12 +167,17 @@ def make_all():
         relobralo(),
         tb.SoftAdapt(3, dtype=torch.float64),
         tb.LRAnnealing(3, update_every=3, dtype=torch.float64),
-        tb.GradNormWeighting(3, update_every=2, dtype=torch.float64),
+        tb.LRAnnealing(3, update_every=3, form="authors_code", dtype=torch.float64),
+        tb.GlobalGradNorm(3, update_every=2, form="jaxpi", dtype=torch.float64),
         tb.GradNorm(3, dtype=torch.float64),
+        tb.GradNorm(3, update="sgd", dtype=torch.float64),
     ]
 
 
-@pytest.mark.parametrize("index", range(5))
+ALL = range(len(make_all()))
+
+
+@pytest.mark.parametrize("index", ALL)
 def test_exact_resume_through_state_dict(index):
     """Saving state_dict() mid-run into a file and loading it into a fresh balancer built with
     another seed continues bit for bit (ReLoBRaLo's lookback draws included)."""
@@ -157,7 +211,7 @@ def test_weighted_total_is_differentiable_but_weights_are_constant():
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
-@pytest.mark.parametrize("index", range(5))
+@pytest.mark.parametrize("index", ALL)
 def test_non_finite_refused_state_unchanged(bad, index):
     grads = golden.gradients()
     balancer = make_all()[index]
@@ -177,11 +231,8 @@ def test_non_finite_refused_state_unchanged(bad, index):
         assert torch.equal(value, before[key]), key
     if balancer.needs_gradients:
         step_grads = [[torch.as_tensor(g) for g in t] for t in pass_grads[4]]
-        step_grads[2][-1] = step_grads[2][-1].clone()
-        step_grads[2][-1][0] = bad
-        if isinstance(balancer, tb.GradNorm):
-            step_grads[2][-2] = step_grads[2][-2].clone()
-            step_grads[2][-2][0, 0] = bad
+        step_grads[2][-2] = step_grads[2][-2].clone()  # the last weight matrix: read by all
+        step_grads[2][-2][0, 0] = bad
         with pytest.raises(FloatingPointError, match="loss term 2"):
             balancer.update(torch.as_tensor(golden.LOSSES[4]), step_grads)
         for key, value in balancer.state_dict().items():
@@ -202,7 +253,15 @@ def test_bad_arguments_named():
     with pytest.raises(ValueError, match="needs per-term gradients"):
         tb.LRAnnealing(2).update(torch.ones(2))
     with pytest.raises(ValueError, match="update_every"):
-        tb.GradNormWeighting(2, update_every=0)
+        tb.GlobalGradNorm(2, update_every=0)
+    with pytest.raises(ValueError, match="momentum"):
+        tb.GlobalGradNorm(2, momentum=1.0)
+    with pytest.raises(ValueError, match="form"):
+        tb.GlobalGradNorm(2, form="sum")
+    with pytest.raises(ValueError, match="update must be one of"):
+        tb.GradNorm(2, update="adamw")
+    with pytest.raises(FloatingPointError, match="term 1"):
+        tb.HomoscedasticUncertainty(2)(torch.tensor([1.0, float("nan")]))
 
 
 def test_per_term_gradients_on_a_tiny_network():

@@ -23,7 +23,7 @@ object's ``losses_train``, the function that the train step calls (an attribute 
 every call in DeepXDE 1.15): the wrapper hands this step's unweighted terms to the balancer
 and returns the weighted terms, which DeepXDE sums and differentiates. So the weights come
 from the very losses the step minimises, at no extra forward pass, and the per-term
-gradients that LRAnnealing, GradNormWeighting and GradNorm need are reachable
+gradients that LRAnnealing, GlobalGradNorm and GradNorm need are reachable
 (``torch.autograd.grad`` on the terms, one backward pass each). ``on_train_end`` removes the
 wrapper. DeepXDE's own evaluations (the loss history it prints every ``display_every``
 steps) run with the network's gradients switched off; the wrapper passes those through

@@ -20,12 +20,15 @@ terms (or gradients read) are not all finite returns NaN weights (a total built 
 NaN, visibly) and the state *unchanged*, like the TensorFlow balancers under XLA. The caller
 checks its losses, as pinnlib's training step does.
 
-Uncertainty weighting has trainable parameters, so it is not an init/update pair:
-:func:`uncertainty_init` gives the log-variances to put into your parameters and
-:func:`uncertainty_total` the total loss to differentiate.
+Homoscedastic uncertainty weighting has trainable parameters, so it is not an init/update
+pair: :func:`homoscedastic_uncertainty` gives ``init()`` (the log-variances to put into your
+parameters), ``total(log_variances, losses)`` (the loss to differentiate) and
+``weights(log_variances)``.
 
-The rules and defaults are those of pinnlib/balancing.py (TensorFlow); both are tested
-against the same NumPy golden cases (tests/golden_balancers.py). The book's appendix "Using
+The names (in snake case), rules, forms and defaults are those of pinnlib/balancing.py
+(TensorFlow): ``lr_annealing(form=...)``, ``gradnorm(update="adam")``, ``global_grad_norm``,
+``homoscedastic_uncertainty``; both are tested against the same NumPy golden cases
+(tests/golden_balancers.py). The book's appendix "Using
 these balancers elsewhere" shows them in use; "Balancing schemes" and "ReLoBRaLo piece by
 piece" introduce the rules. This file imports only JAX and NumPy.
 
@@ -55,15 +58,20 @@ __all__ = [
     "SoftAdaptState",
     "ReLoBRaLoState",
     "GradNormState",
+    "UncertaintyBalancer",
     "sum_weights",
     "fixed",
     "softadapt",
     "relobralo",
     "lr_annealing",
-    "grad_norm_weighting",
     "gradnorm",
-    "uncertainty_init",
-    "uncertainty_total",
+    "global_grad_norm",
+    "homoscedastic_uncertainty",
+    "LR_ANNEALING_FORMS",
+    "GRADNORM_UPDATES",
+    "GRADNORM_LEARNING_RATES",
+    "GRADNORM_ADAM",
+    "GLOBAL_GRAD_NORM_FORMS",
 ]
 
 
@@ -99,6 +107,19 @@ class GradNormState(NamedTuple):
     step: jax.Array
     lambdas: jax.Array
     initial_losses: jax.Array
+    floor_hits: jax.Array
+    adam_m: jax.Array
+    adam_v: jax.Array
+
+
+class UncertaintyBalancer(NamedTuple):
+    """Homoscedastic uncertainty weighting: ``init() -> log_variances`` (trainable, put them
+    into your parameters), ``total(log_variances, losses)`` (differentiate it in both) and
+    ``weights(log_variances)`` (the reported ``exp(-s)``, gradient stopped)."""
+
+    init: Callable[[], jax.Array]
+    total: Callable[[jax.Array, Any], jax.Array]
+    weights: Callable[[jax.Array], jax.Array]
 
 
 # -- argument checks -------------------------------------------------------------------------
@@ -290,71 +311,95 @@ def relobralo(
 
 
 # -- gradient-based balancers --------------------------------------------------------------
+#: LRAnnealing's forms, by source (as in pinnlib.balancing.LRAnnealing.FORMS).
+LR_ANNEALING_FORMS = ("published", "authors_code", "unweighted")
+#: GradNorm's weight updates, their default learning rates and Keras' Adam constants (as in
+#: pinnlib.balancing.GradNorm).
+GRADNORM_UPDATES = ("adam", "sgd")
+GRADNORM_LEARNING_RATES = {"adam": 1e-3, "sgd": 0.025}
+GRADNORM_ADAM = {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}
+#: GlobalGradNorm's forms: the paper's sum, the authors' JAX code's mean.
+GLOBAL_GRAD_NORM_FORMS = ("paper", "jaxpi")
+
+
+def _annealing_form(weighted, form) -> str:
+    """pinnlib 0.2.0's ``weighted`` switch mapped onto ``form``, as the TensorFlow class does."""
+    if weighted is not None and not isinstance(weighted, (bool, np.bool_)):
+        raise TypeError(f"weighted must be True, False or None, got {weighted!r}")
+    if form is not None and form not in LR_ANNEALING_FORMS:
+        raise ValueError(f"form must be one of {LR_ANNEALING_FORMS}, got {form!r}")
+    implied = None if weighted is None else ("published" if weighted else "unweighted")
+    if implied is not None and form is not None and form != implied:
+        raise ValueError(
+            f"weighted={weighted} means form={implied!r}, but form={form!r} was given: "
+            "pass only form"
+        )
+    return form or implied or "published"
+
+
+def _kernels(term: list[jax.Array]) -> list[jax.Array]:
+    """The gradients of the weight matrices: the pytree leaves with ``ndim == 2``."""
+    kernels = [g for g in term if g.ndim == 2]
+    if not kernels:
+        raise ValueError(
+            "form='authors_code' reads the gradients of the weight matrices (pytree leaves "
+            "with ndim == 2), but a loss term has none"
+        )
+    return kernels
+
+
 def lr_annealing(
     num_terms: int,
     residual_index: int = 0,
     a: float = 0.1,
     update_every: int = 10,
-    weighted: bool = False,
+    weighted: bool | None = None,
     eps: float = 1e-12,
     dtype="float32",
+    form: str | None = None,
 ) -> Balancer:
-    """Learning-rate annealing (Wang, Teng & Perdikaris 2021, arXiv:2001.04536), as
-    pinnlib.balancing.LRAnnealing states it.
+    """Learning-rate annealing (Wang, Teng & Perdikaris 2021, arXiv:2001.04536), in the form its
+    source names, as pinnlib.balancing.LRAnnealing states it.
 
     The residual keeps weight one; at steps 0, k, 2k, ... ``lhat_i = max|grad L_residual| /
-    mean|grad L_i|`` over all gradient leaves and ``lambda_i <- (1 - a) lambda_i + a lhat_i``.
-    ``weighted=True`` divides by ``mean|grad (lambda_i L_i)|``, the weighted term of the
-    published Algorithm 2.1 and the authors' code; the default follows the TensorFlow balancer.
+    mean|grad (lambda_i L_i)|`` and ``lambda_i <- (1 - a) lambda_i + a lhat_i``. Forms:
+    ``"published"`` (default; Algorithm 2.1: max and mean over all gradient leaves, weighted
+    term in the denominator); ``"authors_code"`` (the authors' Helmholtz code: max over the
+    weight matrices only, over the mean over layers of each one's mean; a weight matrix is a
+    pytree leaf with ``ndim == 2``, biases with ``ndim == 1`` are skipped); ``"unweighted"``
+    (pinnlib 0.2.0's default: all leaves, the unweighted ``L_i``). ``weighted=True`` /
+    ``False`` is pinnlib 0.2.0's switch for ``"published"`` / ``"unweighted"``. The chapter
+    "Balancing schemes" introduces it.
     """
     n, dtype = _check_int("num_terms", num_terms, 1), _dtype(dtype)
     res = _check_int("residual_index", residual_index, 0, n - 1)
     a = _check_range("a", a, 0.0, 1.0, closed=False)
     every = _check_int("update_every", update_every, 1)
     eps = _check_range("eps", eps, 0.0, 1.0)
+    form = _annealing_form(weighted, form)
 
     def update(losses, state, grads=None):
         values = _losses(losses, n, dtype)
         leaves = _check_grads(grads, n)
-        flat = [
-            jnp.concatenate([jnp.abs(g).reshape(-1) for g in term]).astype(dtype) for term in leaves
-        ]
-        means = jnp.stack([jnp.mean(f) for f in flat])
-        if weighted:
+        if form == "authors_code":
+            kernels = [[jnp.abs(k).astype(dtype) for k in _kernels(term)] for term in leaves]
+            top = jnp.max(jnp.stack([jnp.max(k) for k in kernels[res]]))
+            means = jnp.stack([jnp.mean(jnp.stack([jnp.mean(k) for k in t])) for t in kernels])
+            read = [k for term in leaves for k in _kernels(term)]
+        else:
+            flat = [
+                jnp.concatenate([jnp.abs(g).reshape(-1) for g in term]).astype(dtype)
+                for term in leaves
+            ]
+            top = jnp.max(flat[res])
+            means = jnp.stack([jnp.mean(f) for f in flat])
+            read = [g for term in leaves for g in term]
+        if form != "unweighted":
             means = means * state.lambdas
-        lhat = (jnp.max(flat[res]) / (means + eps)).at[res].set(1.0)
+        lhat = (top / (means + eps)).at[res].set(1.0)
         moved = (1 - a) * state.lambdas + a * lhat
         weights = jnp.where(state.step % every == 0, moved, state.lambdas)
-        ok = jnp.all(jnp.isfinite(values)) & _all_finite([g for term in leaves for g in term])
-        return _guarded(ok, weights, WeightsState(state.step + 1, weights), state)
-
-    return Balancer(lambda: _weights_init(n, dtype), update, needs_gradients=True)
-
-
-def grad_norm_weighting(
-    num_terms: int, a: float = 0.1, update_every: int = 1000, eps: float = 1e-12, dtype="float32"
-) -> Balancer:
-    """Global gradient-norm weighting (Wang, Sankaran, Wang & Perdikaris 2023, "An expert's
-    guide to training PINNs", arXiv:2308.08468).
-
-    At steps 0, f, 2f, ...: ``lhat_i = sum_j ||grad L_j|| / ||grad L_i||`` (L2 norms over all
-    gradient leaves), ``lambda <- (1 - a) lambda + a lhat`` (paper: a = 0.1, f = 1000; the
-    authors' JAX code takes the mean instead of the sum, a constant factor n).
-    """
-    n, dtype = _check_int("num_terms", num_terms, 1), _dtype(dtype)
-    a = _check_range("a", a, 0.0, 1.0, closed=False)
-    every = _check_int("update_every", update_every, 1)
-    eps = _check_range("eps", eps, 0.0, 1.0)
-
-    def update(losses, state, grads=None):
-        values = _losses(losses, n, dtype)
-        leaves = _check_grads(grads, n)
-        norms = jnp.stack(
-            [jnp.sqrt(sum(jnp.sum(jnp.square(g.astype(dtype))) for g in term)) for term in leaves]
-        )
-        moved = (1 - a) * state.lambdas + a * jnp.sum(norms) / (norms + eps)
-        weights = jnp.where(state.step % every == 0, moved, state.lambdas)
-        ok = jnp.all(jnp.isfinite(values)) & _all_finite([g for term in leaves for g in term])
+        ok = jnp.all(jnp.isfinite(values)) & _all_finite(read)
         return _guarded(ok, weights, WeightsState(state.step + 1, weights), state)
 
     return Balancer(lambda: _weights_init(n, dtype), update, needs_gradients=True)
@@ -363,30 +408,45 @@ def grad_norm_weighting(
 def gradnorm(
     num_terms: int,
     asymmetry: float = 1.5,
-    learning_rate: float = 0.025,
+    learning_rate: float | None = None,
     shared_variable: int = -2,
     min_weight: float = 1e-3,
     eps: float = 1e-12,
     dtype="float32",
+    update: str = "adam",
 ) -> Balancer:
     """GradNorm (Chen et al. 2018, arXiv:1711.02257) as pinnlib.balancing.GradNorm states it.
 
     ``g_i = ||grad_W L_i||`` on the shared leaf ``W`` (index ``shared_variable`` into each
     term's ``tree_leaves``), ``G = w g``, ``r_i = (L_i(t)/L_i(0)) / mean_j(L_j(t)/L_j(0))``,
-    target ``mean(G) r^asymmetry``; one step ``w <- w - lr sign(G - target) g``, floored at
-    ``min_weight``, renormalised to sum to n.
+    target ``mean(G) r^asymmetry``; one step on ``sum_i |G_i - G*_i|`` (gradient
+    ``sign(G - target) g``): ``update="adam"`` (default) with Keras' Adam
+    (:data:`GRADNORM_ADAM`, moments ``adam_m``/``adam_v`` in the state, learning rate 1e-3
+    by default, the ReLoBRaLo authors' code), ``update="sgd"`` plain descent (default rate
+    0.025, pinnlib 0.2.0's form). A weight below ``min_weight`` is held there and counted
+    (``floor_hits`` in the state), then the weights are renormalised to sum to n. The chapter
+    "Balancing schemes" introduces it.
     """
     n, dtype = _check_int("num_terms", num_terms, 1), _dtype(dtype)
+    if update not in GRADNORM_UPDATES:
+        raise ValueError(f"update must be one of {GRADNORM_UPDATES}, got {update!r}")
+    rule = update
     asym = _check_range("asymmetry", asymmetry, 0.0, 100.0)
+    if learning_rate is None:
+        learning_rate = GRADNORM_LEARNING_RATES[rule]
     lr = _check_positive("learning_rate", learning_rate)
     shared = _check_int("shared_variable", shared_variable, -(10**6))
     floor = _check_positive("min_weight", min_weight)
     eps = _check_range("eps", eps, 0.0, 1.0)
+    b1, b2 = GRADNORM_ADAM["beta_1"], GRADNORM_ADAM["beta_2"]
 
     def init():
-        return GradNormState(jnp.zeros((), jnp.int32), jnp.ones(n, dtype), jnp.ones(n, dtype))
+        ones, zeros = jnp.ones(n, dtype), jnp.zeros(n, dtype)
+        return GradNormState(
+            jnp.zeros((), jnp.int32), ones, ones, jnp.zeros(n, jnp.int32), zeros, zeros
+        )
 
-    def update(losses, state, grads=None):
+    def step(losses, state, grads=None):
         values = _losses(losses, n, dtype)
         read = [term[shared] for term in _check_grads(grads, n)]
         g = jnp.stack([jnp.linalg.norm(x.astype(dtype).reshape(-1)) for x in read])
@@ -395,26 +455,96 @@ def gradnorm(
         ratio = values / (initial + eps)
         r = ratio / (jnp.mean(ratio) + eps)
         target = jnp.mean(big) * r**asym
-        w = jnp.maximum(state.lambdas - lr * jnp.sign(big - target) * g, floor)
+        gradient = jnp.sign(big - target) * g  # d L_grad / d w_i, the target held constant
+        m, v = state.adam_m, state.adam_v
+        if rule == "sgd":
+            w = state.lambdas - lr * gradient
+        else:
+            t = (state.step + 1).astype(dtype)
+            m = m + (gradient - m) * (1 - b1)
+            v = v + (jnp.square(gradient) - v) * (1 - b2)
+            rate = lr * jnp.sqrt(1 - b2**t) / (1 - b1**t)
+            w = state.lambdas - rate * m / (jnp.sqrt(v) + GRADNORM_ADAM["epsilon"])
+        hits = state.floor_hits + (w < floor).astype(state.floor_hits.dtype)
+        w = jnp.maximum(w, floor)
         weights = n * w / jnp.sum(w)
         ok = jnp.all(jnp.isfinite(values)) & _all_finite(read)
-        return _guarded(ok, weights, GradNormState(state.step + 1, weights, initial), state)
+        new = GradNormState(state.step + 1, weights, initial, hits, m, v)
+        return _guarded(ok, weights, new, state)
 
-    return Balancer(init, update, needs_gradients=True)
-
-
-# -- uncertainty weighting (trainable) -------------------------------------------------------
-def uncertainty_init(num_terms: int, dtype="float32") -> jax.Array:
-    """The log-variances ``s_i = log sigma_i^2``, initialised 0: add them to your parameters."""
-    return jnp.zeros(_check_int("num_terms", num_terms, 1), _dtype(dtype))
+    return Balancer(init, step, needs_gradients=True)
 
 
-def uncertainty_total(log_vars: jax.Array, losses) -> jax.Array:
+def global_grad_norm(
+    num_terms: int,
+    momentum: float = 0.9,
+    update_every: int = 1000,
+    form: str = "paper",
+    eps: float = 1e-12,
+    dtype="float32",
+) -> Balancer:
+    """Global gradient-norm weighting (Wang, Sankaran, Wang & Perdikaris 2023, "An expert's
+    guide to training physics-informed neural networks", arXiv:2308.08468), as
+    pinnlib.balancing.GlobalGradNorm states it.
+
+    At steps 0, f, 2f, ... (``f = update_every``): ``lhat_i = sum_j ||grad L_j|| /
+    ||grad L_i||`` (L2 norms over all gradient leaves) and ``lambda <- momentum lambda +
+    (1 - momentum) lhat``, from weights one (the first update gives ``0.9 + 0.1 lhat``).
+    ``form="paper"`` (default) takes the sum over terms, as the guide writes it;
+    ``form="jaxpi"`` the mean, as the authors' JAX code does (every weight divided by n). The
+    chapter "Balancing schemes" introduces it.
+    """
+    n, dtype = _check_int("num_terms", num_terms, 1), _dtype(dtype)
+    momentum = _check_range("momentum", momentum, 0.0, 1.0)
+    if momentum == 1.0:
+        raise ValueError("momentum must be in [0, 1), got 1.0 (the weights would never move)")
+    every = _check_int("update_every", update_every, 1)
+    if form not in GLOBAL_GRAD_NORM_FORMS:
+        raise ValueError(f"form must be one of {GLOBAL_GRAD_NORM_FORMS}, got {form!r}")
+    eps = _check_range("eps", eps, 0.0, 1.0)
+
+    def update(losses, state, grads=None):
+        values = _losses(losses, n, dtype)
+        leaves = _check_grads(grads, n)
+        norms = jnp.stack(
+            [jnp.sqrt(sum(jnp.sum(jnp.square(g.astype(dtype))) for g in term)) for term in leaves]
+        )
+        scale = jnp.sum(norms) if form == "paper" else jnp.mean(norms)
+        moved = momentum * state.lambdas + (1 - momentum) * scale / (norms + eps)
+        weights = jnp.where(state.step % every == 0, moved, state.lambdas)
+        ok = jnp.all(jnp.isfinite(values)) & _all_finite([g for term in leaves for g in term])
+        return _guarded(ok, weights, WeightsState(state.step + 1, weights), state)
+
+    return Balancer(lambda: _weights_init(n, dtype), update, needs_gradients=True)
+
+
+# -- homoscedastic uncertainty weighting (trainable) ---------------------------------------------
+def homoscedastic_uncertainty(num_terms: int, dtype="float32") -> UncertaintyBalancer:
     """Homoscedastic uncertainty weighting (Kendall, Gal & Cipolla 2018, arXiv:1705.07115) in
-    PhysicsNeMo-Sym's form ``sum_i exp(-s_i) L_i + s_i`` (twice Kendall et al.'s
-    ``L_i / (2 sigma_i^2) + log sigma_i``, same minimiser). Differentiate it with respect to
-    ``log_vars`` too; the reported weights are ``exp(-log_vars)``."""
-    values = jnp.asarray(losses)
-    if values.shape != log_vars.shape:
-        raise ValueError(f"expected {log_vars.shape[0]} loss terms, got shape {values.shape}")
-    return jnp.sum(jnp.exp(-log_vars) * values + log_vars)
+    PhysicsNeMo-Sym's form, as pinnlib.balancing.HomoscedasticUncertainty states it::
+
+        L = sum_i exp(-s_i) * L_i + s_i,      s_i = log sigma_i^2 trainable, initialised 0
+
+    (twice Kendall et al.'s ``L_i / (2 sigma_i^2) + log sigma_i``, the same minimiser).
+    ``init()`` gives ``s`` (zeros): add it to your parameters and differentiate
+    ``total(s, losses)`` with respect to both (``d total / d s_i = 1 - exp(-s_i) L_i``);
+    ``weights(s)`` are the reported ``exp(-s)``. A non-finite loss makes the total non-finite
+    (visibly; nothing can be raised under ``jax.jit``). The chapter "Balancing schemes"
+    introduces it.
+    """
+    n, dtype = _check_int("num_terms", num_terms, 1), _dtype(dtype)
+
+    def total(log_variances, losses):
+        values = jnp.asarray(losses)
+        if values.shape != (n,) or log_variances.shape != (n,):
+            raise ValueError(
+                f"the balancer was built for {n} loss terms, got losses of shape "
+                f"{values.shape} and log_variances of shape {log_variances.shape}"
+            )
+        s = log_variances.astype(values.dtype)
+        return jnp.sum(jnp.exp(-s) * values + s)
+
+    def weights(log_variances):
+        return jax.lax.stop_gradient(jnp.exp(-log_variances))
+
+    return UncertaintyBalancer(lambda: jnp.zeros(n, dtype), total, weights)

@@ -12,15 +12,17 @@ during training. Every balancer here is a ``torch.nn.Module``:
 * the gradient-based balancers (``needs_gradients = True``) also take ``grads``, one list of
   parameter gradients per term: :func:`per_term_gradients` computes them with
   ``torch.autograd.grad``;
-* :class:`UncertaintyWeighting` has trainable log-variances (an ``nn.Parameter``): give its
-  parameters to the optimiser together with the network's.
+* :class:`HomoscedasticUncertainty` has trainable log-variances (an ``nn.Parameter``): give
+  its parameters to the optimiser together with the network's.
 
 Non-finite inputs are refused, never absorbed: a NaN or infinite loss term (or a non-finite
 entry in a gradient the balancer reads) raises ``FloatingPointError`` naming the term, and the
 state is left exactly as it was.
 
-The rules and their defaults are those of the TensorFlow balancers in pinnlib/balancing.py,
-and both are tested against the same NumPy golden cases (tests/golden_balancers.py). The
+The names, rules, forms and defaults are those of the TensorFlow balancers in
+pinnlib/balancing.py (``LRAnnealing(form=...)``, ``GradNorm(update="adam")``,
+``GlobalGradNorm``, ``HomoscedasticUncertainty``), and both are tested against the same NumPy
+golden cases (tests/golden_balancers.py). The
 book's appendix "Using these balancers elsewhere" shows them in use; the chapters "Balancing
 schemes" and "ReLoBRaLo piece by piece" introduce the rules. This file imports only PyTorch
 and NumPy.
@@ -50,9 +52,9 @@ __all__ = [
     "SoftAdapt",
     "ReLoBRaLo",
     "LRAnnealing",
-    "GradNormWeighting",
     "GradNorm",
-    "UncertaintyWeighting",
+    "GlobalGradNorm",
+    "HomoscedasticUncertainty",
     "per_term_gradients",
 ]
 
@@ -361,27 +363,50 @@ def _flat_abs(term) -> torch.Tensor:
     return torch.cat(parts)
 
 
-class LRAnnealing(Balancer):
-    """Learning-rate annealing (Wang, Teng & Perdikaris 2021, arXiv:2001.04536), as
-    pinnlib.balancing.LRAnnealing states it.
+def _kernels(term) -> list[torch.Tensor]:
+    """The gradients of the weight matrices: parameters with ``ndim == 2`` (a ``Linear``'s
+    ``weight``; its ``bias`` has ``ndim == 1``)."""
+    kernels = [g.detach().abs() for g in term if g is not None and g.dim() == 2]
+    if not kernels:
+        raise ValueError(
+            "form='authors_code' reads the gradients of the weight matrices (parameters with "
+            "ndim == 2), but a loss term has none"
+        )
+    return kernels
 
-    The residual keeps weight one. At steps 0, k, 2k, ... every other term gets
-    ``lhat_i = max|grad L_residual| / mean|grad L_i|`` over all parameters and
-    ``lambda_i <- (1 - a) lambda_i + a lhat_i``; between updates the weights stay.
-    ``weighted=True`` divides by ``mean|grad (lambda_i L_i)|`` (the weighted term, as the
-    published Algorithm 2.1 and the authors' code do); the default follows the TensorFlow
-    balancer's default.
+
+class LRAnnealing(Balancer):
+    """Learning-rate annealing (Wang, Teng & Perdikaris 2021, arXiv:2001.04536), in the form its
+    source names (``form=``), as pinnlib.balancing.LRAnnealing states it.
+
+    The residual keeps weight one. At steps 0, k, 2k, ... (from that step's gradients) every
+    other term gets ``lhat_i = max|grad L_r| / mean|grad (lambda_i L_i)|`` and
+    ``lambda_i <- (1 - a) lambda_i + a lhat_i``; between updates the weights stay. The forms:
+
+    * ``"published"`` (default): Algorithm 2.1 of the published article, max and mean over
+      *all* parameters, the weighted term ``lambda_i L_i`` in the denominator.
+    * ``"authors_code"``: the authors' Helmholtz code: the max over the *weight matrices* only
+      of ``|grad L_r|``, over the mean over layers of each weight matrix's mean
+      ``|grad (lambda_i L_i)|``. Here a weight matrix is a parameter with ``ndim == 2`` (a
+      ``torch.nn.Linear``'s ``weight``); biases (``ndim == 1``) are skipped.
+    * ``"unweighted"``: max and mean over all parameters with the unweighted ``L_i`` in the
+      denominator (pinnlib 0.2.0's default).
+
+    The chapter "Balancing schemes" introduces the method.
 
     Args:
         num_terms: number of loss terms.
         residual_index: which term is the PDE residual.
         a: moving-average rate in (0, 1].
         update_every: update period k >= 1.
-        weighted: divide by the weighted term's gradient.
+        weighted: pinnlib 0.2.0's switch: ``True`` means ``form="published"``, ``False``
+            ``form="unweighted"``; ``None`` (default): use ``form``.
         eps: guard in the division.
+        form: ``"published"``, ``"authors_code"`` or ``"unweighted"``.
     """
 
     needs_gradients = True
+    FORMS = ("published", "authors_code", "unweighted")
 
     def __init__(
         self,
@@ -389,71 +414,63 @@ class LRAnnealing(Balancer):
         residual_index: int = 0,
         a: float = 0.1,
         update_every: int = 10,
-        weighted: bool = False,
+        weighted: bool | None = None,
         eps: float = 1e-12,
         dtype: torch.dtype = torch.float32,
+        form: str | None = None,
     ):
         super().__init__(num_terms, dtype=dtype)
         self.residual_index = _check_int("residual_index", residual_index, 0, self.num_terms - 1)
         self.a = _check_range("a", a, 0.0, 1.0, closed=False)
         self.update_every = _check_int("update_every", update_every, 1)
-        self.weighted = bool(weighted)
         self.eps = _check_range("eps", eps, 0.0, 1.0)
+        if weighted is not None and not isinstance(weighted, (bool, np.bool_)):
+            raise TypeError(f"weighted must be True, False or None, got {weighted!r}")
+        if form is not None and form not in self.FORMS:
+            raise ValueError(f"form must be one of {self.FORMS}, got {form!r}")
+        implied = None if weighted is None else ("published" if weighted else "unweighted")
+        if implied is not None and form is not None and form != implied:
+            raise ValueError(
+                f"weighted={weighted} means form={implied!r}, but form={form!r} was given: "
+                "pass only form"
+            )
+        self.form = form or implied or "published"
+
+    @property
+    def weighted(self) -> bool:
+        """Whether the denominator holds the weighted term ``lambda_i L_i``."""
+        return self.form != "unweighted"
+
+    def _gradients_read(self, grads):
+        read = super()._gradients_read(grads)
+        if self.form == "authors_code":
+            return [(i, j, g) for i, j, g in read if g.dim() == 2]
+        return read
 
     def _weights(self, losses, grads):
         if int(self.step) % self.update_every != 0:
             return self.lambdas.clone(), {}
-        flat = [_flat_abs(term).to(self.dtype) for term in grads]
-        top = flat[self.residual_index].max()
-        means = torch.stack([f.mean() for f in flat]).to(self.lambdas.device)
+        device = self.lambdas.device
+        if self.form == "authors_code":
+            kernels = [[k.to(self.dtype) for k in _kernels(term)] for term in grads]
+            top = torch.stack([k.max() for k in kernels[self.residual_index]]).max()
+            means = torch.stack(
+                [torch.stack([k.mean() for k in term]).mean().to(device) for term in kernels]
+            )
+        else:
+            flat = [_flat_abs(term).to(self.dtype) for term in grads]
+            top = flat[self.residual_index].max()
+            means = torch.stack([f.mean().to(device) for f in flat])
         if self.weighted:
             means = means * self.lambdas
-        lhat = top.to(self.lambdas.device) / (means + self.eps)
+        lhat = top.to(device) / (means + self.eps)
         lhat[self.residual_index] = 1.0
         return (1 - self.a) * self.lambdas + self.a * lhat, {}
 
-
-class GradNormWeighting(Balancer):
-    """Global gradient-norm weighting (Wang, Sankaran, Wang & Perdikaris 2023, "An expert's
-    guide to training PINNs", arXiv:2308.08468).
-
-    At steps 0, f, 2f, ...: ``lhat_i = sum_j ||grad L_j|| / ||grad L_i||`` (L2 norms over all
-    parameters) and ``lambda <- (1 - a) lambda + a lhat`` (the paper: a = 0.1, f = 1000; its
-    public JAX code takes the mean instead of the sum, a constant factor n).
-
-    Args:
-        num_terms: number of loss terms.
-        a: moving-average rate in (0, 1].
-        update_every: update period f >= 1.
-        eps: guard in the division.
-    """
-
-    needs_gradients = True
-
-    def __init__(
-        self,
-        num_terms: int,
-        a: float = 0.1,
-        update_every: int = 1000,
-        eps: float = 1e-12,
-        dtype: torch.dtype = torch.float32,
-    ):
-        super().__init__(num_terms, dtype=dtype)
-        self.a = _check_range("a", a, 0.0, 1.0, closed=False)
-        self.update_every = _check_int("update_every", update_every, 1)
-        self.eps = _check_range("eps", eps, 0.0, 1.0)
-
-    def _weights(self, losses, grads):
-        if int(self.step) % self.update_every != 0:
-            return self.lambdas.clone(), {}
-        norms = []
-        for term in grads:
-            parts = [g.detach().to(self.dtype).reshape(-1) for g in term if g is not None]
-            if not parts:
-                raise ValueError("a loss term has no gradient with respect to any parameter")
-            norms.append(torch.linalg.vector_norm(torch.cat(parts)))
-        norms = torch.stack(norms).to(self.lambdas.device)
-        return (1 - self.a) * self.lambdas + self.a * norms.sum() / (norms + self.eps), {}
+    def extra_repr(self) -> str:
+        return (
+            f"num_terms={self.num_terms}, a={self.a}, every={self.update_every}, form={self.form!r}"
+        )
 
 
 class GradNorm(Balancer):
@@ -461,38 +478,67 @@ class GradNorm(Balancer):
 
     ``g_i = ||grad_W L_i||`` on the shared parameter ``W`` (index ``shared_variable`` in each
     term's gradient list; -2 is the last weight matrix of a plain MLP), ``G_i = w_i g_i``,
-    ``r_i = (L_i(t)/L_i(0)) / mean_j(L_j(t)/L_j(0))``, target ``mean(G) r_i^asymmetry``; one
-    descent step ``w <- w - lr * sign(G - target) * g``, floored at ``min_weight`` and
-    renormalised to sum to n.
+    ``r_i = (L_i(t)/L_i(0)) / mean_j(L_j(t)/L_j(0))`` and the constant target
+    ``G*_i = mean(G) r_i^asymmetry``; the weights take one step on ``sum_i |G_i - G*_i|``,
+    whose gradient is ``sign(G_i - G*_i) g_i``. A weight the step drives below ``min_weight``
+    is held there (counted per term in the buffer :attr:`floor_hits`), then the weights are
+    renormalised to sum to n. The step (``update=``):
+
+    * ``"adam"`` (default): the weights' own Adam with Keras' constants (:attr:`ADAM`:
+      ``beta_1 = 0.9``, ``beta_2 = 0.999``, ``epsilon = 1e-7``, bias-corrected as Keras does),
+      learning rate 1e-3 by default (the ReLoBRaLo authors' code); its moments are the buffers
+      ``adam_m`` and ``adam_v``. Its step is about ``learning_rate`` whatever the loss's size.
+    * ``"sgd"``: plain descent, ``w <- w - learning_rate * sign(.) g`` (default rate 0.025):
+      pinnlib 0.2.0's form, whose step grows with the loss's magnitude.
+
+    The constructor's ``update`` is kept as :attr:`update_rule` (``update`` is the method).
+    The chapter "Balancing schemes" introduces it.
 
     Args:
         num_terms: number of loss terms.
         asymmetry: the paper's alpha, in [0, 100].
-        learning_rate: step of the weight update (> 0).
+        learning_rate: step of the weight update (> 0); ``None``: 1e-3 for ``"adam"``, 0.025
+            for ``"sgd"``.
         shared_variable: index of the shared parameter in each gradient list.
         min_weight: floor of a weight (> 0).
         eps: guard in the divisions.
+        update: ``"adam"`` or ``"sgd"``.
     """
 
     needs_gradients = True
+    UPDATES = ("adam", "sgd")
+    #: Default learning rates per update rule (the same as the TensorFlow balancer's).
+    LEARNING_RATES = {"adam": 1e-3, "sgd": 0.025}
+    #: Keras' Adam defaults, as in the TensorFlow balancer.
+    ADAM = {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}
 
     def __init__(
         self,
         num_terms: int,
         asymmetry: float = 1.5,
-        learning_rate: float = 0.025,
+        learning_rate: float | None = None,
         shared_variable: int = -2,
         min_weight: float = 1e-3,
         eps: float = 1e-12,
         dtype: torch.dtype = torch.float32,
+        update: str = "adam",
     ):
         super().__init__(num_terms, dtype=dtype)
+        if update not in self.UPDATES:
+            raise ValueError(f"update must be one of {self.UPDATES}, got {update!r}")
+        self.update_rule = update
         self.asymmetry = _check_range("asymmetry", asymmetry, 0.0, 100.0)
+        if learning_rate is None:
+            learning_rate = self.LEARNING_RATES[update]
         self.learning_rate = _check_positive("learning_rate", learning_rate)
         self.shared_variable = _check_int("shared_variable", shared_variable, -(10**6))
         self.min_weight = _check_positive("min_weight", min_weight)
         self.eps = _check_range("eps", eps, 0.0, 1.0)
-        self.register_buffer("initial_losses", torch.ones(self.num_terms, dtype=dtype))
+        n = self.num_terms
+        self.register_buffer("initial_losses", torch.ones(n, dtype=dtype))
+        self.register_buffer("floor_hits", torch.zeros(n, dtype=torch.int64))
+        self.register_buffer("adam_m", torch.zeros(n, dtype=dtype))
+        self.register_buffer("adam_v", torch.zeros(n, dtype=dtype))
 
     def _gradients_read(self, grads):
         j = self.shared_variable
@@ -511,47 +557,130 @@ class GradNorm(Balancer):
         ratio = losses / (initial + self.eps)
         r = ratio / (ratio.mean() + self.eps)
         target = big.mean() * r**self.asymmetry
-        w = torch.clamp(
-            self.lambdas - self.learning_rate * torch.sign(big - target) * g, min=self.min_weight
+        gradient = torch.sign(big - target) * g  # d L_grad / d w_i, the target held constant
+        buffers = {"initial_losses": initial}
+        if self.update_rule == "sgd":
+            w = self.lambdas - self.learning_rate * gradient
+        else:
+            b1, b2 = self.ADAM["beta_1"], self.ADAM["beta_2"]
+            t = int(self.step) + 1
+            m = self.adam_m + (gradient - self.adam_m) * (1 - b1)
+            v = self.adam_v + (gradient.square() - self.adam_v) * (1 - b2)
+            rate = self.learning_rate * math.sqrt(1 - b2**t) / (1 - b1**t)
+            w = self.lambdas - rate * m / (v.sqrt() + self.ADAM["epsilon"])
+            buffers.update(adam_m=m, adam_v=v)
+        floor = torch.full_like(w, self.min_weight)
+        buffers["floor_hits"] = self.floor_hits + (w < floor).to(torch.int64)
+        w = torch.maximum(w, floor)
+        return self.num_terms * w / w.sum(), buffers
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_terms={self.num_terms}, asymmetry={self.asymmetry}, "
+            f"update={self.update_rule!r}, learning_rate={self.learning_rate}"
         )
-        return self.num_terms * w / w.sum(), {"initial_losses": initial}
 
 
-class UncertaintyWeighting(torch.nn.Module):
+class GlobalGradNorm(Balancer):
+    """Global gradient-norm weighting (Wang, Sankaran, Wang & Perdikaris 2023, "An expert's
+    guide to training physics-informed neural networks", arXiv:2308.08468), as
+    pinnlib.balancing.GlobalGradNorm states it.
+
+    Every ``update_every`` steps (at steps 0, f, 2f, ..., from that step's gradients)::
+
+        lhat_i = sum_j ||grad L_j|| / ||grad L_i||      (L2 norms over all parameters)
+        lambda <- momentum * lambda + (1 - momentum) * lhat
+
+    The weights start at one, so the first update (step 0) gives ``0.9 + 0.1 * lhat`` with the
+    default momentum. ``form="paper"`` (default) takes the sum over terms, as the guide writes
+    it; ``form="jaxpi"`` the mean, as the authors' JAX code (``jaxpi``) computes it (every
+    weight divided by n). Nothing is trained, unlike :class:`GradNorm`. The chapter "Balancing
+    schemes" introduces it.
+
+    Args:
+        num_terms: number of loss terms.
+        momentum: weight of the old value in the moving average, in [0, 1).
+        update_every: update period f >= 1.
+        form: ``"paper"`` (sum) or ``"jaxpi"`` (mean).
+        eps: guard in the division.
+    """
+
+    needs_gradients = True
+    FORMS = ("paper", "jaxpi")
+
+    def __init__(
+        self,
+        num_terms: int,
+        momentum: float = 0.9,
+        update_every: int = 1000,
+        form: str = "paper",
+        eps: float = 1e-12,
+        dtype: torch.dtype = torch.float32,
+    ):
+        super().__init__(num_terms, dtype=dtype)
+        self.momentum = _check_range("momentum", momentum, 0.0, 1.0)
+        if self.momentum == 1.0:
+            raise ValueError("momentum must be in [0, 1), got 1.0 (the weights would never move)")
+        self.update_every = _check_int("update_every", update_every, 1)
+        if form not in self.FORMS:
+            raise ValueError(f"form must be one of {self.FORMS}, got {form!r}")
+        self.form = form
+        self.eps = _check_range("eps", eps, 0.0, 1.0)
+
+    def _weights(self, losses, grads):
+        if int(self.step) % self.update_every != 0:
+            return self.lambdas.clone(), {}
+        norms = []
+        for term in grads:
+            parts = [g.detach().to(self.dtype).reshape(-1) for g in term if g is not None]
+            if not parts:
+                raise ValueError("a loss term has no gradient with respect to any parameter")
+            norms.append(torch.linalg.vector_norm(torch.cat(parts)).to(self.lambdas.device))
+        norms = torch.stack(norms)
+        scale = norms.sum() if self.form == "paper" else norms.mean()
+        lhat = scale / (norms + self.eps)
+        return self.momentum * self.lambdas + (1 - self.momentum) * lhat, {}
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_terms={self.num_terms}, momentum={self.momentum}, every={self.update_every}, "
+            f"form={self.form!r}"
+        )
+
+
+class HomoscedasticUncertainty(Balancer):
     """Homoscedastic uncertainty weighting (Kendall, Gal & Cipolla 2018, arXiv:1705.07115) in
-    NVIDIA PhysicsNeMo-Sym's form: ``L = sum_i exp(-s_i) L_i + s_i``.
+    NVIDIA PhysicsNeMo-Sym's form, as pinnlib.balancing.HomoscedasticUncertainty states it::
 
-    ``s_i = log sigma_i^2`` are trainable (``log_vars``, initialised 0): pass this module's
-    parameters to the optimiser with the network's. This is twice Kendall et al.'s
-    ``L_i / (2 sigma_i^2) + log sigma_i``, so it has the same minimiser. The weights
-    ``exp(-s_i)`` (:attr:`lambdas`) are the reported weights; unlike the other balancers they
-    are not held constant: the total is differentiated through them to train ``s``.
+        L = sum_i exp(-s_i) * L_i + s_i,      s_i = log sigma_i^2 trainable, initialised 0
+
+    (twice Kendall et al.'s ``L_i / (2 sigma_i^2) + log sigma_i``, the same minimiser). The
+    ``s_i`` are the ``nn.Parameter`` :attr:`log_variances`: pass this module's parameters to
+    the optimiser with the network's. ``balancer(losses)`` counts the step, stores the weights
+    ``lambda_i = exp(-s_i)`` (buffer ``lambdas``, read before the optimiser moves ``s``) and
+    returns :meth:`total`, which is differentiable in the losses *and* in ``s``
+    (``d total / d s_i = 1 - exp(-s_i) L_i``). The chapter "Balancing schemes" introduces it.
 
     Args:
         num_terms: number of loss terms.
     """
 
     def __init__(self, num_terms: int, dtype: torch.dtype = torch.float32):
-        super().__init__()
-        self.num_terms = _check_int("num_terms", num_terms, 1)
-        self.log_vars = torch.nn.Parameter(torch.zeros(self.num_terms, dtype=dtype))
+        super().__init__(num_terms, dtype=dtype)
+        self.log_variances = torch.nn.Parameter(torch.zeros(self.num_terms, dtype=dtype))
 
-    @property
-    def lambdas(self) -> torch.Tensor:
-        """The current weights ``exp(-s)`` (detached)."""
-        return torch.exp(-self.log_vars.detach())
+    def forward(self, losses, grads=None) -> torch.Tensor:
+        """Count the step, store ``exp(-s)`` and return :meth:`total` (refuses non-finite
+        losses, storing nothing)."""
+        stacked = self._stack(losses)
+        self.update(stacked, grads)
+        return self.total(stacked)
 
-    def forward(self, losses) -> torch.Tensor:
-        stacked = losses if isinstance(losses, torch.Tensor) else torch.stack(list(losses))
-        if stacked.dim() != 1 or stacked.shape[0] != self.num_terms:
-            raise ValueError(
-                f"UncertaintyWeighting was built for {self.num_terms} loss terms, got shape "
-                f"{tuple(stacked.shape)}"
-            )
-        if not bool(torch.isfinite(stacked.detach()).all()):
-            i = int(torch.nonzero(~torch.isfinite(stacked.detach()))[0])
-            raise FloatingPointError(
-                f"UncertaintyWeighting refused loss term {i}: {stacked[i].item()}"
-            )
-        s = self.log_vars.to(stacked.dtype)
+    def total(self, losses) -> torch.Tensor:
+        """``sum_i exp(-s_i) L_i + s_i``, differentiable in the losses and in ``s``."""
+        stacked = self._stack(losses)
+        s = self.log_variances.to(stacked.dtype)
         return torch.sum(torch.exp(-s) * stacked + s)
+
+    def _weights(self, losses, grads):
+        return torch.exp(-self.log_variances.detach()).to(self.dtype), {}
