@@ -10,22 +10,13 @@ from pathlib import Path
 
 import nbformat
 import numpy as np
+from notebook_glue import glued as glued_values
 
 from pinnlib import report, stats, study
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "results" / "wang2021"
 CHAPTER = ROOT / "book" / "12_comparison.ipynb"
-
-
-def _glued(notebook) -> dict[str, str]:
-    values = {}
-    for cell in notebook.cells:
-        for output in cell.get("outputs", []):
-            meta = output.get("metadata", {}).get("scrapbook")
-            if meta:
-                values[meta["name"]] = output["data"].get(meta["mime_prefix"] + "text/plain")
-    return values
 
 
 def test_every_planned_run_is_stored_with_its_configuration():
@@ -43,7 +34,7 @@ def test_every_planned_run_is_stored_with_its_configuration():
 def test_the_chapter_glues_the_reproduction_of_the_stored_files():
     config = json.loads((OUT / "config.json").read_text())
     results = study.load(OUT)
-    glued = {k: v for k, v in _glued(nbformat.read(CHAPTER, as_version=4)).items()
+    glued = {k: v for k, v in glued_values(nbformat.read(CHAPTER, as_version=4)).items()
              if k.startswith("repro_")}  # fmt: skip
     expected = {}
     rows = report.reproduction(results, config["published"])

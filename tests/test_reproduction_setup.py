@@ -106,3 +106,27 @@ def test_a_method_may_name_its_own_learning_rate_and_a_problem_its_network():
     np.testing.assert_allclose(float(schedule(2500)), 1e-3 * 0.9**2.5, rtol=1e-6)
     with pytest.raises(ValueError, match="schedule must be one of"):
         study.learning_rate_of({"schedule": "Warmup"})
+
+
+def test_find_results_finds_a_named_results_folder_from_book_or_root(tmp_path, monkeypatch):
+    from pinnlib import study
+
+    folder = tmp_path / "results" / "wang2021"
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text("{}")
+    (tmp_path / "book").mkdir()
+    monkeypatch.delenv("PINNLIB_STUDY", raising=False)
+    monkeypatch.chdir(tmp_path / "book")  # a chapter runs from book/
+    assert study.find_results("wang2021").resolve() == folder.resolve()
+    monkeypatch.chdir(tmp_path)
+    assert study.find_results("wang2021").resolve() == folder.resolve()
+    monkeypatch.setenv("PINNLIB_STUDY", str(tmp_path / "elsewhere"))  # the study's variable only
+    assert study.find_results("wang2021").resolve() == folder.resolve()
+
+
+def test_jit_compile_auto_is_xla_on_one_device_and_a_bad_value_is_refused():
+    pde = pinnlib.Poisson1D()
+    trainer = pinnlib.Trainer(pinnlib.mlp(1, 1, 4, seed=0), pde, n_interior=8, n_boundary=2)
+    assert trainer.jit_compile is True
+    with pytest.raises(TypeError, match="jit_compile"):
+        pinnlib.Trainer(pinnlib.mlp(1, 1, 4, seed=0), pde, jit_compile="yes")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from notebook_glue import glued as glued_values
 
 import pinnlib
 from pinnlib import report, study
@@ -79,21 +80,10 @@ def test_fixed_weights_were_chosen_on_seeds_outside_the_study(config):
         assert tuple(choice["weights"]) == min(medians, key=medians.get)
 
 
-def _glued(notebook) -> dict[str, str]:
-    values = {}
-    for cell in notebook.cells:
-        for output in cell.get("outputs", []):
-            meta = output.get("metadata", {}).get("scrapbook")
-            if meta:
-                data = output["data"]
-                values[meta["name"]] = data.get(meta["mime_prefix"] + "text/plain")
-    return values
-
-
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
 def test_the_chapter_glues_the_numbers_of_the_stored_files(chapter):
     notebook = nbformat.read(chapter, as_version=4)
-    glued = {k: v for k, v in _glued(notebook).items() if k.startswith("study_")}
+    glued = {k: v for k, v in glued_values(notebook).items() if k.startswith("study_")}
     if not glued:
         pytest.skip(f"{chapter.name} does not show the study yet")
     results = study.load(OUT)
